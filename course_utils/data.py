@@ -50,9 +50,10 @@ class MNISTData:
     is_full: bool
 
     def to(self, device: torch.device | str) -> MNISTData:
-        """Return a copy with all four tensors on `device`."""
-        return replace(self, X_train=self.X_train.to(device), y_train=self.y_train.to(device),
-                       X_test=self.X_test.to(device), y_test=self.y_test.to(device))
+        """Return a copy with all four tensors on `device` (images in channels-last layout)."""
+        images = dict(device=device, memory_format=torch.channels_last)
+        return replace(self, X_train=self.X_train.to(**images), y_train=self.y_train.to(device),
+                       X_test=self.X_test.to(**images), y_test=self.y_test.to(device))
 
     def subset(self, n_train: int | None = None, n_test: int | None = None) -> MNISTData:
         """Return the first `n_train` training and `n_test` test examples (None keeps all)."""

@@ -8,7 +8,9 @@ class TwoLayerCNN(nn.Module):
 
     x (N, 1, 28, 28) -> conv 3x3 (N, 8, 26, 26) -> conv 3x3 (N, 16, 24, 24) -> max-pool (N, 16, 12, 12)
     -> flatten (N, 2304) -> fc (N, 64) -> fc logits (N, 10). ReLU after each conv and the first fc;
-    dropout 0.25 after pooling and 0.5 after the first fc.
+    dropout 0.25 after pooling and 0.5 after the first fc. ReLU and max-pool commute
+    (max(relu(a), relu(b)) = relu(max(a, b))), so the second ReLU runs after the pool: same
+    function, same gradients, a quarter of the work.
     """
 
     def __init__(self, num_classes: int = 10):
@@ -23,8 +25,8 @@ class TwoLayerCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.conv1(x))                  # (N, 8, 26, 26)
-        x = torch.relu(self.conv2(x))                  # (N, 16, 24, 24)
-        x = self.dropout1(self.pool(x)).flatten(1)     # (N, 2304)
+        x = torch.relu(self.pool(self.conv2(x)))       # (N, 16, 24, 24) -> (N, 16, 12, 12)
+        x = self.dropout1(x).flatten(1)                # (N, 2304)
         x = self.dropout2(torch.relu(self.fc1(x)))     # (N, 64)
         return self.fc2(x)                             # (N, 10) logits
 

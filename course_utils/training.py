@@ -15,7 +15,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import MNISTData
-from .device import get_device, seed_everything
+from .device import get_device, keep_freed_memory, seed_everything
 
 
 @dataclass
@@ -99,10 +99,13 @@ def fit(model: nn.Module, data: MNISTData, optimizer: torch.optim.Optimizer, epo
     """Train `model` for `epochs` on `data`, evaluating on the test set after every epoch.
 
     The scheduler (if any) steps once per epoch. Data and model move to `device` (default:
-    `get_device()`) once; the shuffling order is fixed by `seed`.
+    `get_device()`) once, in channels-last layout (faster convolutions on CPU and GPU); the
+    shuffling order is fixed by `seed`.
     """
     device = device or get_device()
-    model.to(device)
+    if device.type == "cpu":
+        keep_freed_memory()
+    model.to(device, memory_format=torch.channels_last)
     data = data.to(device)
     generator = seed_everything(seed)
     history = History()

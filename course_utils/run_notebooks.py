@@ -1,0 +1,104 @@
+"""Run the course: execute notebooks headless with papermill and print a results table.
+
+    python -m course_utils.run_notebooks                 # every notebook in notebooks/, defaults
+    python -m course_utils.run_notebooks --smoke         # smoke parameters: seconds each
+    python -m course_utils.run_notebooks notebooks/03_two_layer_cnn.ipynb --out build/course
+
+Executed copies go to the output folder (default build/course), one subfolder per source
+folder. A notebook that calls `headline(...)` counts as ok only when its headline was shown: a
+cell calling sys.exit() ends papermill's run "successfully", so success alone proves nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import papermill as pm
+
+from .notebook import HEADLINE_KEY
+
+ROOT = Path(__file__).resolve().parent.parent
+KERNEL = "cnn-course"
+
+
+@dataclass
+class RunResult:
+    """One executed notebook: its name, status, wall-clock seconds and headline."""
+
+    notebook: str
+    status: str
+    seconds: float
+    headline: str
+
+
+def headline_of(nb: nbformat.NotebookNode) -> str | None:
+    """The text a notebook passed to `course_utils.notebook.headline`, or None."""
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            text = output.get("metadata", {}).get(HEADLINE_KEY)
+            if text:
+                return text
+    return None
+
+
+def run_notebook(path: Path, out_dir: Path, parameters: dict, kernel: str = KERNEL,
+                 cell_timeout: int | None = None) -> RunResult:
+    """Execute one notebook with papermill into `out_dir`; never raises for the notebook's own errors."""
+    out_path = out_dir / path.parent.name / path.name
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(str(path), str(out_path), parameters=parameters, kernel_name=kernel,
+                            cwd=str(path.parent), progress_bar=False, execution_timeout=cell_timeout)
+        status = "ok"
+    except pm.PapermillExecutionError as err:
+        status = f"error: {err.ename}: {err.evalue}"[:120]
+    except Exception as err:  # CellTimeoutError, DeadKernelError, missing kernel, unreadable file
+        status = f"{type(err).__name__}: {err}".splitlines()[0][:120]
+    seconds = time.perf_counter() - start
+    headline = headline_of(nbformat.read(out_path, as_version=4)) if out_path.exists() else None
+    if status == "ok" and headline is None and "headline(" in path.read_text():
+        status = "incomplete: no headline (did a cell stop the notebook early?)"
+    return RunResult(path.name, status, seconds, headline or "")
+
+
+def format_table(results: list[RunResult]) -> str:
+    """The results as a fixed-width table."""
+    width = max([len(r.notebook) for r in results] + [8])
+    lines = [f"{'notebook':<{width}}  {'status':<8}  {'seconds':>7}  headline"]
+    for r in results:
+        lines.append(f"{r.notebook:<{width}}  {r.status if r.status == 'ok' else 'FAILED':<8}  "
+                     f"{r.seconds:>7.1f}  {r.headline if r.status == 'ok' else r.status}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the notebooks given (default: all of notebooks/), print the table, exit 1 on any failure."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run (default: notebooks/*.ipynb)")
+    parser.add_argument("--out", type=Path, default=ROOT / "build" / "course", help="folder for executed copies")
+    parser.add_argument("--smoke", action="store_true", help="inject smoke=True (seconds per notebook)")
+    parser.add_argument("--kernel", default=KERNEL, help="Jupyter kernel name (default: %(default)s)")
+    parser.add_argument("--cell-timeout", type=int, default=None, help="seconds allowed per cell")
+    args = parser.parse_args(argv)
+    paths = args.notebooks or sorted((ROOT / "notebooks").glob("*.ipynb"))
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        parser.error(f"no such notebook: {', '.join(missing)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    parameters = {"smoke": True} if args.smoke else {}
+    results = []
+    for path in paths:
+        print(f"running {path.name} ...", flush=True)
+        results.append(run_notebook(path.resolve(), args.out, parameters, args.kernel, args.cell_timeout))
+    print("\n" + format_table(results))
+    print(f"\nexecuted copies in {args.out}")
+    return 0 if all(r.status == "ok" for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Every notebook runs top to bottom with smoke parameters: papermill for all, nbval for lectures and solutions.
+
+Exercise notebooks must run too, with every check saying "not attempted"; solution notebooks must
+pass every check.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from papermill.iorw import load_notebook_node
+from papermill.parameterize import parameterize_notebook
+
+from course_utils.run_notebooks import KERNEL, ROOT, run_notebook
+
+SMOKE = {"smoke": True}
+NOTEBOOKS = sorted(ROOT.glob("notebooks/*.ipynb")) + sorted(ROOT.glob("solutions/*.ipynb")) \
+    + sorted(ROOT.glob("exercises/*.ipynb"))
+
+
+def notebook_id(path: Path) -> str:
+    return f"{path.parent.name}/{path.stem}"
+
+
+def check_lines(nb: nbformat.NotebookNode) -> list[str]:
+    """The lines printed by `check(...)` cells."""
+    return [line for cell in nb.cells if cell.cell_type == "code" and "check(" in cell.source
+            for out in cell.get("outputs", []) if out.get("name") == "stdout"
+            for line in out["text"].splitlines() if line[:1] in "✅❌⏳"]
+
+
+def count_check_cells(nb: nbformat.NotebookNode) -> int:
+    return sum(1 for cell in nb.cells if cell.cell_type == "code" and cell.source.lstrip().startswith("check("))
+
+
+def test_there_is_a_notebook_in_each_folder():
+    assert {p.parent.name for p in NOTEBOOKS} == {"notebooks", "solutions", "exercises"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=notebook_id)
+def test_notebook_has_a_parameters_cell_with_smoke(path):
+    nb = nbformat.read(path, as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1 and "smoke = False" in cells[0].source
+    assert nb.metadata.kernelspec.name == KERNEL
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit notebooks without outputs"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=notebook_id)
+def test_papermill_smoke_run(path, tmp_path):
+    result = run_notebook(path, tmp_path, SMOKE, cell_timeout=600)
+    assert result.status == "ok", result.status
+    executed = nbformat.read(tmp_path / path.parent.name / path.name, as_version=4)
+    lines = check_lines(executed)
+    assert len(lines) == count_check_cells(executed)
+    if path.parent.name == "exercises":
+        assert lines and all(line.startswith("⏳") and "not attempted yet" in line for line in lines), lines
+    if path.parent.name == "solutions":
+        assert lines and all(line.startswith("✅") for line in lines), lines
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.parent.name != "exercises"], ids=notebook_id)
+def test_nbval_lax_smoke_run(path, tmp_path):
+    copy = tmp_path / path.name
+    nbformat.write(parameterize_notebook(load_notebook_node(str(path)), SMOKE), copy)
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+                          "--nbval-kernel-name", KERNEL, "--nbval-cell-timeout", "600", str(copy)],
+                         cwd=tmp_path, capture_output=True, text=True, env=os.environ)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]

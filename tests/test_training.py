@@ -1,0 +1,56 @@
+"""The training loop on real digits: a step lowers the loss, a short fit beats chance widely."""
+import torch
+import torch.nn.functional as F
+
+from course_utils.checks.two_layer_cnn import train_step_reference
+from course_utils.device import seed_everything
+from course_utils.models import TwoLayerCNN
+from course_utils.training import History, batches, evaluate, fit
+
+
+def test_batches_cover_every_example_once():
+    X, y = torch.arange(10).float().reshape(10, 1), torch.arange(10)
+    seen = torch.cat([yb for _, yb in batches(X, y, 3, torch.Generator().manual_seed(0))])
+    assert sorted(seen.tolist()) == list(range(10)) and seen.tolist() != list(range(10))
+    assert [len(yb) for _, yb in batches(X, y, 4)] == [4, 4, 2]
+
+
+def test_one_step_lowers_the_loss_on_a_fixed_batch(mnist):
+    seed_everything(0)
+    model = TwoLayerCNN().eval()
+    X, y = mnist.X_train[:256], mnist.y_train[:256]
+    optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0)
+    with torch.no_grad():
+        before = F.cross_entropy(model(X), y).item()
+    train_step_reference(model, optimizer, X, y)
+    model.eval()
+    with torch.no_grad():
+        after = F.cross_entropy(model(X), y).item()
+    assert after < before - 0.05
+
+
+def test_short_fit_beats_chance_widely(mnist):
+    seed_everything(1)
+    model = TwoLayerCNN()
+    data = mnist.subset(4000, 1000)
+    optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0)
+    history = fit(model, data, optimizer, epochs=2, batch_size=128, device=torch.device("cpu"), progress=False)
+    assert isinstance(history, History)
+    assert len(history.step_loss) == 2 * 32 and len(history.test_acc) == 2
+    assert history.test_acc[-1] > 0.8                      # chance is 0.1
+    assert history.step_loss[-1] < history.step_loss[0] / 3
+    assert history.seconds > 0 and history.seconds_to(0.8) is not None and history.seconds_to(1.01) is None
+    loss, acc = evaluate(model, data.X_test, data.y_test)
+    assert acc == history.test_acc[-1] and loss == history.test_loss[-1]
+
+
+def test_fit_is_repeatable_with_a_seed(mnist):
+    data = mnist.subset(1000, 200)
+    runs = []
+    for _ in range(2):
+        seed_everything(5)
+        model = TwoLayerCNN()
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        runs.append(fit(model, data, opt, epochs=1, batch_size=100, seed=5, device=torch.device("cpu"),
+                        progress=False).step_loss)
+    assert runs[0] == runs[1]
