@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .data import to_pixels
 from .training import History
@@ -23,6 +24,7 @@ def plot_history(history: History, axes: Sequence[Axes] | None = None, label: st
     ax_acc.plot(epochs, [100 * a for a in history.train_acc], "o--", label=f"{label} train".strip())
     ax_acc.plot(epochs, [100 * a for a in history.test_acc], "o-", label=f"{label} test".strip())
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy per epoch")
+    ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_acc.legend()
     for ax in axes:
         ax.grid(alpha=0.3)
@@ -63,8 +65,8 @@ def plot_confusion(matrix: torch.Tensor, ax: Axes | None = None) -> Axes:
     ax.imshow(off_diagonal, cmap="Reds")
     for (i, j), count in zip(torch.cartesian_prod(torch.arange(len(matrix)), torch.arange(len(matrix))).tolist(),
                              matrix.flatten().tolist()):
-        ax.text(j, i, count, ha="center", va="center", fontsize=7,
-                color="tab:green" if i == j else ("white" if off_diagonal[i, j] > off_diagonal.max() / 2 else "black"))
+        ax.text(j, i, count, ha="center", va="center", fontsize=7, fontweight="bold" if i == j else "normal",
+                color="darkgreen" if i == j else ("white" if off_diagonal[i, j] > off_diagonal.max() / 2 else "black"))
     ax.set(xlabel="predicted", ylabel="true", xticks=classes, yticks=classes,
            title="Confusion matrix (diagonal in green, mistakes shaded)")
     return ax
