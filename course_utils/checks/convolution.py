@@ -9,7 +9,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..kernels import output_size as output_size_reference
 from . import Mistake, question
-from .tools import as_tensor, expect_close, expect_shape
+from .tools import as_tensor, expect_shape
 
 NOTEBOOK = "01_convolution_kernels"
 # (image height, width, kernel side, stride, padding, dtype): strides that do not divide evenly,
@@ -51,44 +51,45 @@ def _size_mistakes(n: int, k: int, s: int, p: int) -> list[tuple[float, str, str
 
 @question("output_size", NOTEBOOK)
 def check_output_size(output_size: Callable[..., int]) -> str:
-    cases = [(28, 3, 1, 0), (28, 3, 1, 1), (28, 5, 2, 2), (15, 4, 2, 0), (13, 5, 3, 2), (100, 7, 4, 3), (7, 3, 3, 1)]
-    for n, k, s, p in cases:
-        got, want = output_size(n, k, stride=s, padding=p), output_size_reference(n, k, s, p)
-        if got == want:
-            continue
-        what, hint = next(((w, h) for size, w, h in _size_mistakes(n, k, s, p) if size != want and size == got),
-                          ("", "trace it by hand: list the positions where the window's left edge can start."))
-        raise Mistake(f"output_size(n={n}, kernel_size={k}, stride={s}, padding={p}) returned {got!r}, "
-                      f"expected {want}. {what}".rstrip(), hint)
-    return f"output_size is right on {len(cases)} cases, e.g. n=28, k=5, stride 2, padding 2 -> 14."
+    cases = [(28, 3, 1, 0), (28, 3, 1, 1), (28, 5, 2, 2), (15, 4, 2, 0), (13, 5, 3, 2), (100, 7, 4, 3),
+             (7, 3, 3, 1), (10, 3, 1, 2)]
+    answers = [output_size(n, k, stride=s, padding=p) for n, k, s, p in cases]
+    wanted = [output_size_reference(*case) for case in cases]
+    wrong = [i for i, (got, want) in enumerate(zip(answers, wanted)) if got != want]
+    if not wrong:
+        return f"output_size is right on {len(cases)} cases, e.g. n=28, k=5, stride 2, padding 2 -> 14."
+    slips = [_size_mistakes(*case) for case in cases]          # per case: [(size, what, hint), ...]
+    explains = lambda j: all(answers[i] == slips[i][j][0] for i in range(len(cases)))
+    what, hint = next(((w, h) for j, (_, w, h) in enumerate(slips[0]) if explains(j)),
+                      ("", "trace it by hand: list the positions where the window's left edge can start."))
+    (n, k, s, p), i = cases[wrong[0]], wrong[0]
+    raise Mistake(f"output_size(n={n}, kernel_size={k}, stride={s}, padding={p}) returned {answers[i]!r}, "
+                  f"expected {wanted[i]}. {what}".rstrip(), hint)
 
 
-def _conv_mistake(got: torch.Tensor, image: torch.Tensor, kernel: torch.Tensor, s: int, p: int) -> tuple[str, str]:
-    """Name the slip whose result equals `got`, as (what went wrong, hint); ('', '') if none does."""
-    conv = lambda x, w, stride, padding: F.conv2d(x[None, None], w[None, None], stride=stride, padding=padding)[0, 0]
-    want = conv(image, kernel, s, p)
-    slips = [
-        (conv(image, kernel.flip(0, 1), s, p), "you flipped the kernel: that is a true convolution, but "
-         "PyTorch's conv2d (and this exercise) computes cross-correlation.",
-         "multiply each patch by kernel[u, v] as it is, without flipping."),
-        (conv(image, kernel, s, 0), "padding ignored.", "zero-pad the image by `padding` pixels on every side first "
-         "(F.pad(image, (p, p, p, p)))."),
-        (conv(image, kernel, 1, p), "stride ignored.", "output pixel (i, j) starts its patch at row i*stride, "
-         "column j*stride."),
-        (conv(image, kernel, 1, 0), "padding and stride both ignored.", "pad first, then move by `stride`."),
-    ]
-    for result, what, hint in slips:
-        if not torch.equal(result, want) and result.shape == got.shape and torch.allclose(got, result, atol=1e-4):
-            return what, hint
-    if abs(got.shape[0] - want.shape[0]) == 1 or abs(got.shape[1] - want.shape[1]) == 1:
-        return ("the output is off by one row or column.",
-                "there are (n + 2p - k) // s + 1 positions per side: check your range() bounds.")
-    return "", ""
+def _conv(image: torch.Tensor, kernel: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
+    return F.conv2d(image[None, None], kernel[None, None], stride=stride, padding=padding)[0, 0]
+
+
+SLIPS = [  # (what the slip does to (kernel, stride, padding), what went wrong, hint)
+    (lambda w, s, p: (w.flip(0, 1), s, p), "you flipped the kernel: that is a true convolution, but PyTorch's "
+     "conv2d (and this exercise) computes cross-correlation.", "multiply each patch by kernel[u, v] as it is."),
+    (lambda w, s, p: (w, s, 0), "padding ignored.", "zero-pad the image by `padding` pixels on every side first "
+     "(F.pad(image, (p, p, p, p)))."),
+    (lambda w, s, p: (w, 1, p), "stride ignored.", "output pixel (i, j) starts its patch at row i*stride, "
+     "column j*stride."),
+    (lambda w, s, p: (w, 1, 0), "padding and stride both ignored.", "pad first, then move by `stride`."),
+]
+
+
+def _matches(got: torch.Tensor, want: torch.Tensor) -> bool:
+    return got.shape == want.shape and bool(torch.allclose(got, want, atol=1e-4, rtol=1e-4))
 
 
 def _check_conv2d(conv2d: Callable[..., Any], name: str) -> str:
     """Compare `conv2d(image, kernel, stride, padding)` with F.conv2d on every CONV_CASES case."""
     g = torch.Generator().manual_seed(1)
+    inputs, answers = [], []
     for h, w, k, s, p, dtype in CONV_CASES:
         image = torch.randn(h, w, generator=g, dtype=torch.float64)
         kernel = torch.randn(k, k, generator=g, dtype=torch.float64)
@@ -97,16 +98,24 @@ def _check_conv2d(conv2d: Callable[..., Any], name: str) -> str:
         if counter.used_conv2d:
             raise Mistake(f"{name} calls F.conv2d: the point is to compute it yourself.",
                           "use loops over output pixels, or F.unfold and one matrix product.")
-        want = F.conv2d(image[None, None], kernel[None, None], stride=s, padding=p)[0, 0]
-        got = as_tensor(got, f"{name}'s result")
-        what = f"{name}(image {h}x{w}, kernel {k}x{k}, stride={s}, padding={p}) in {str(dtype)[6:]}"
-        if got.shape != want.shape or not torch.allclose(got, want, atol=1e-4, rtol=1e-4):
-            mistake, hint = _conv_mistake(got, image, kernel, s, p)
-            if mistake:
-                raise Mistake(f"{what} differs from F.conv2d: {mistake}", hint)
-            expect_close(got, want, what, "out[i, j] = sum over u, v of padded[i*s + u, j*s + v] * kernel[u, v].",
-                         atol=1e-4, rtol=1e-4)
-    return f"{name} matches F.conv2d on {len(CONV_CASES)} cases (padding, strides, non-square images, float32/64)"
+        inputs.append((image, kernel, s, p))
+        answers.append(as_tensor(got, f"{name}'s result"))
+    wrong = [i for i, (got, (x, w, s, p)) in enumerate(zip(answers, inputs)) if not _matches(got, _conv(x, w, s, p))]
+    if not wrong:
+        return f"{name} matches F.conv2d on {len(CONV_CASES)} cases (padding, strides, non-square images, float32/64)"
+    h, w, k, s, p, dtype = CONV_CASES[wrong[0]]
+    what = f"{name}(image {h}x{w}, kernel {k}x{k}, stride={s}, padding={p}) in {str(dtype)[6:]}"
+    for slip, mistake, hint in SLIPS:
+        if all(_matches(got, _conv(x, *slip(kern, st, pad))) for got, (x, kern, st, pad) in zip(answers, inputs)):
+            raise Mistake(f"{what} differs from F.conv2d: {mistake}", hint)
+    got, want = answers[wrong[0]], _conv(*inputs[wrong[0]])
+    hint = "out[i, j] = sum over u, v of padded[i*s + u, j*s + v] * kernel[u, v]."
+    if got.shape == want.shape:
+        raise Mistake(f"{what} differs from F.conv2d by up to {(got - want).abs().max().item():.3g}.", hint)
+    if got.dim() == 2 and all(abs(a - b) <= 1 for a, b in zip(got.shape, want.shape)):
+        raise Mistake(f"{what} has shape {tuple(got.shape)}, expected {tuple(want.shape)}: off by one row or column.",
+                      "there are (n + 2p - k) // s + 1 positions per side: check your range() bounds.")
+    raise Mistake(f"{what} has shape {tuple(got.shape)}, expected {tuple(want.shape)}.", hint)
 
 
 @question("conv2d_loops", NOTEBOOK, points=2)
