@@ -10,8 +10,6 @@ convolution flips the kernel first: `conv(image, k) = cross_correlation(image, k
 """
 from __future__ import annotations
 
-import base64
-import io
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
@@ -20,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import to_pixels
+from .plotting import figure_png
 
 SOBEL_X = [[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]
 
@@ -151,9 +150,7 @@ class KernelExplorer(widgets.interactive):
     def _repr_mimebundle_(self, **kwargs) -> dict:
         bundle = super()._repr_mimebundle_(**kwargs)
         if isinstance(self.result, plt.Figure):
-            buffer = io.BytesIO()
-            self.result.savefig(buffer, format="png", bbox_inches="tight")
-            bundle["image/png"] = base64.b64encode(buffer.getvalue()).decode()
+            bundle["image/png"] = figure_png(self.result, bbox_inches="tight")
         return bundle
 
 

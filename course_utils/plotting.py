@@ -1,6 +1,9 @@
 """Figures shared by the notebooks: training curves, digit grids, confusion matrices."""
 from __future__ import annotations
 
+import base64
+import io
+
 from typing import Sequence
 
 import matplotlib.pyplot as plt
@@ -70,3 +73,10 @@ def plot_confusion(matrix: torch.Tensor, ax: Axes | None = None) -> Axes:
     ax.set(xlabel="predicted", ylabel="true", xticks=classes, yticks=classes,
            title="Confusion matrix (diagonal in green, mistakes shaded)")
     return ax
+
+
+def figure_png(fig: Figure, **savefig_kwargs) -> str:
+    """The figure as base64 PNG text, the form notebooks store images in (for static widget output)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", **savefig_kwargs)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")

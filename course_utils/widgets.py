@@ -9,9 +9,6 @@ which cannot run widgets, still show the figure for the initial values.
 """
 from __future__ import annotations
 
-import base64
-import io
-
 import ipywidgets as widgets
 import torch
 from matplotlib.colors import CenteredNorm
@@ -19,6 +16,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .data import to_pixels
+from .plotting import figure_png
 from .filters import DIVERGING, conv_layers, feature_maps, image_grid
 
 
@@ -28,13 +26,6 @@ def explorer_panels(model: nn.Module, layer: str, channel: int,
     weight = model.get_submodule(layer).weight[channel].detach()                # (C_in, k, k)
     fmap = feature_maps(model, image, [layer])[layer][channel].cpu()            # (H, W)
     return to_pixels(image.cpu())[0], image_grid(weight, nrow=8), fmap
-
-
-def figure_png(fig: Figure) -> bytes:
-    """The figure rendered as PNG bytes."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
 
 
 class FilterExplorer(widgets.VBox):
@@ -99,7 +90,7 @@ class FilterExplorer(widgets.VBox):
         self.panels[0].set_clim(0, 1)
         for panel in self.panels[1:]:
             panel.set_norm(CenteredNorm(vcenter=0.0))                  # rescaled to the new data
-        self._png = base64.b64encode(figure_png(self.figure)).decode("ascii")
+        self._png = figure_png(self.figure)
         self.output.outputs = ({"output_type": "display_data", "data": {"image/png": self._png},
                                 "metadata": {}},)
         label = f", label {int(self.labels[i])}" if self.labels is not None else ""

