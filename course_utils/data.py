@@ -17,8 +17,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from torchvision.datasets import MNIST
-from torchvision.datasets.mnist import read_image_file, read_label_file
 
 MEAN, STD = 0.1307, 0.3081
 REPO_DATA = Path(__file__).resolve().parent.parent / "data"
@@ -94,6 +92,8 @@ def verify_raw_files(raw_dir: Path) -> None:
 
 def read_raw_dir(raw_dir: Path, source: str) -> MNISTData:
     """Read the four verified IDX files into an MNISTData."""
+    from torchvision.datasets.mnist import read_image_file, read_label_file  # torchvision takes ~2 s to import
+
     verify_raw_files(raw_dir)
     return MNISTData(
         X_train=normalize(read_image_file(str(raw_dir / "train-images-idx3-ubyte"))),
@@ -105,6 +105,8 @@ def read_raw_dir(raw_dir: Path, source: str) -> MNISTData:
 
 def download_mnist(data_dir: Path = REPO_DATA) -> Path | None:
     """Download MNIST with torchvision into `data_dir`; return its raw folder, or None when offline."""
+    from torchvision.datasets import MNIST
+
     try:
         MNIST(str(data_dir), train=True, download=True)
         MNIST(str(data_dir), train=False, download=True)

@@ -10,7 +10,6 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.colors import CenteredNorm
 from torch import nn
-from torchvision.utils import make_grid
 
 from .data import MEAN, STD
 
@@ -19,6 +18,8 @@ DIVERGING = "RdBu_r"
 
 def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 1) -> torch.Tensor:
     """Tile images (N, 1, h, w) or (N, h, w) into one (H, W) tensor, `nrow` per row, NaN between."""
+    from torchvision.utils import make_grid  # torchvision takes ~2 s to import: only when drawing
+
     images = images.detach().float().cpu()
     if images.dim() == 3:
         images = images.unsqueeze(1)

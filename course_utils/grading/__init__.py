@@ -1,0 +1,8 @@
+"""Grading a class's exercise notebooks with papermill: see `course_utils.grade` for the command.
+
+Modules: `submissions` (finding and reading the notebooks handed in), `sandbox` (limits, user,
+network and audit hook around student code), `processes` (ending everything a submission
+started), `worker` (one student: run the notebook, then the checks), `checker` (the checks, in a
+process the student's kernel never touched), `guard` (course files restored if a submission
+changes them), `feedback` (the per-student report).
+"""

@@ -1,0 +1,167 @@
+"""The grading process: `course_utils.checks` applied to the answers a notebook handed over.
+
+The worker forks it from itself before any student code runs: a clean process that already
+imported the checks, which then enters the sandbox and waits. Each question is graded in a
+further forked child that loads the answer (a cloudpickle file written by the grader's cell in
+the kernel) and calls `course_utils.checks.grade`, so a crash, an endless loop or a monkeypatch
+in one answer cannot touch the other questions, and no student code ever holds the pipe that
+carries the results back.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import pickle
+import select
+import signal
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from course_utils.checks import Question, grade
+
+from .sandbox import Limits, close_fds_except, enter
+
+
+def import_checks(modules: list[str]) -> None:
+    """Import extra checks modules (dotted names or .py files) so that their questions register."""
+    for module in modules:
+        if module.endswith(".py"):
+            name = f"course_checks_{Path(module).stem}"
+            spec = importlib.util.spec_from_file_location(name, module)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"cannot import checks from {module}")
+            sys.modules[name] = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(sys.modules[name])
+        else:
+            importlib.import_module(module)
+
+
+def _read_until_closed(fd: int, timeout: float) -> bytes:
+    """Everything written to pipe `fd` until its writer closes it; TimeoutError after `timeout` s."""
+    chunks, deadline = [], time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        if not select.select([fd], [], [], left)[0]:
+            break
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+    raise TimeoutError
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _grade_in_child(question: Question, answers: Path, write_fd: int) -> None:
+    """In the forked child: load the answer, grade it, write the result as JSON, exit."""
+    close_fds_except({write_fd})
+    try:
+        with open(answers / f"{question.answer_name}.pkl", "rb") as f:
+            answer = pickle.load(f)
+        result = asdict(grade(question.id, answer))
+    except BaseException as err:        # the answer could not be loaded (or it exited while loading)
+        result = {"points": 0.0, "message": f"your `{question.answer_name}` could not be loaded by "
+                  f"the grader: {type(err).__name__}: {err}"}
+    _write_all(write_fd, json.dumps(result).encode())
+    os._exit(0)
+
+
+def grade_one(question: Question, answers: Path, timeout: float) -> dict:
+    """Grade one question in a child process; return points, max_points and message."""
+    base = {"points": 0.0, "max_points": question.max_points}
+    if not (answers / f"{question.answer_name}.pkl").is_file():
+        return {**base, "message": _missing_message(question, answers)}
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        _grade_in_child(question, answers, write_fd)
+    os.close(write_fd)
+    try:
+        result = json.loads(_read_until_closed(read_fd, timeout))
+        points = float(result["points"])
+        return {**base, "points": points if 0 <= points <= question.max_points else 0.0,
+                "message": str(result["message"])}
+    except TimeoutError:
+        os.kill(pid, signal.SIGKILL)
+        return {**base, "message": f"the check of `{question.answer_name}` ran past {timeout:g} s "
+                "(an endless loop?)"}
+    except (ValueError, KeyError, TypeError):
+        _, status = os.waitpid(pid, 0)
+        pid = 0
+        how = (f"signal {signal.Signals(-os.waitstatus_to_exitcode(status)).name}"
+               if os.WIFSIGNALED(status) else f"exit code {os.waitstatus_to_exitcode(status)}")
+        return {**base, "message": f"the check of `{question.answer_name}` ended the process "
+                f"({how}): a crash, os._exit or the memory limit"}
+    finally:
+        os.close(read_fd)
+        if pid:
+            os.waitpid(pid, 0)
+
+
+def _missing_message(question: Question, answers: Path) -> str:
+    """Why an answer was not handed over, from the manifest the grader's cell wrote."""
+    manifest = json.loads((answers / "manifest.json").read_text())
+    name = question.answer_name
+    if name in manifest["errors"]:
+        return f"`{name}` could not be handed to the grader: {manifest['errors'][name]}"
+    squash = name.lower().replace("_", "")
+    close = [n for n in manifest["defined"] if n.lower().replace("_", "") == squash
+             or n.startswith(name) or name.startswith(n)]
+    hint = f" (did you rename it to `{close[0]}`?)" if close else " (was its cell deleted or renamed?)"
+    return f"`{name}` is not defined at the end of your notebook{hint}"
+
+
+class Checker:
+    """A forked, sandboxed grading process that waits until `results()` hands it the answers."""
+
+    def __init__(self, questions: list[Question], answers: Path, limits: Limits, work: Path,
+                 timeout: float, threads: int):
+        go_r, go_w = os.pipe()
+        res_r, res_w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            try:
+                close_fds_except({go_r, res_w})
+                null = os.open(os.devnull, os.O_RDWR)
+                os.dup2(null, 0), os.dup2(null, 1)
+                os.chdir(work)
+                torch.set_num_threads(threads)
+                enter(limits)
+                os.read(go_r, 1)
+                results = {q.id: grade_one(q, answers, timeout) for q in questions}
+                _write_all(res_w, json.dumps(results).encode())
+            finally:
+                os._exit(0)
+        os.close(go_r), os.close(res_w)
+        self.go, self.res, self.budget = go_w, res_r, len(questions) * (timeout + 5) + 30
+
+    def results(self) -> dict | None:
+        """Let the checker grade; return {qid: {points, max_points, message}}, or None if it failed."""
+        os.write(self.go, b"g")
+        os.close(self.go)
+        try:
+            return json.loads(_read_until_closed(self.res, self.budget))
+        except (TimeoutError, ValueError):
+            return None
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Kill the checker (if still running) and collect it."""
+        if self.pid:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+            os.close(self.res)
+            self.pid = 0

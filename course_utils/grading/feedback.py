@@ -1,0 +1,30 @@
+"""The feedback a student receives: every question with its points and the check's message."""
+from __future__ import annotations
+
+EXPLAIN = {
+    "ok": "Your notebook ran to the end.",
+    "error": "Some cells raised errors; the questions were graded on what your notebook defined.",
+    "timeout": "Something ran past the time limit; it was stopped and the rest graded.",
+    "killed": "Something ended the Python kernel (a crash, os._exit, exit() or the memory limit).",
+    "invalid": "Not graded: the file is not this assignment's notebook, or it touched the grader's files.",
+}
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a markdown table cell."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def render(assignment: str, result: dict) -> str:
+    """Markdown feedback for one student's result row (student, status, questions, total, max, ...)."""
+    lines = [f"# {assignment}: feedback for {result['student']}", "",
+             f"**{result['total']:g} / {result['max']:g} points**, status `{result['status']}`: "
+             f"{EXPLAIN.get(result['status'], '')}", ""]
+    if result.get("message"):
+        lines += [f"What the grader saw (cells counted from the top, text cells included): "
+                  f"{_cell(result['message'])}", ""]
+    lines += ["Points come from the grader's own run of the checks; your `check(...)` cells were not run.", "",
+              "| question | points | message |", "|---|---|---|"]
+    for qid, q in result["questions"].items():
+        lines.append(f"| `{qid}` | {q['points']:g} / {q['max_points']:g} | {_cell(q['message'])} |")
+    return "\n".join(lines) + "\n"
