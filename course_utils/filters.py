@@ -11,6 +11,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import CenteredNorm
 from torch import nn
 
+from .cost import layer_costs
 from .data import MEAN, STD
 
 DIVERGING = "RdBu_r"
@@ -66,22 +67,8 @@ def plot_filters(weight: torch.Tensor, ax: Axes | None = None, title: str | None
 
 def spatial_layers(model: nn.Module, input_shape: tuple[int, ...] = (1, 1, 28, 28)) -> list[str]:
     """Names of the leaf modules (dropout aside) whose output is maps (N, C, H, W), in forward order."""
-    leaves = {name: module for name, module in model.named_modules()
-              if name and not list(module.children()) and not isinstance(module, nn.Dropout)}
-    names: list[str] = []
-
-    def record(name: str):
-        return lambda module, inputs, output: names.append(name) if output.dim() == 4 else None
-
-    handles = [module.register_forward_hook(record(name)) for name, module in leaves.items()]
-    was_training = model.training
-    try:
-        with torch.no_grad():
-            model.eval()(torch.zeros(input_shape, device=next(model.parameters()).device))
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
+    names = [row.name for row in layer_costs(model, input_shape)
+             if len(row.out_shape) == 3 and row.kind != "Dropout"]
     return list(dict.fromkeys(names))
 
 
