@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -38,7 +38,10 @@ class MNISTFallbackWarning(UserWarning):
 
 @dataclass
 class MNISTData:
-    """Images `X_*` (N, 1, 28, 28) float32 normalised with MEAN/STD; labels `y_*` (N,) int64."""
+    """Images `X_*` (N, 1, 28, 28) float32 normalised with MEAN/STD; labels `y_*` (N,) int64.
+
+    `X_val`, `y_val` are empty until `with_validation` holds part of the training set out.
+    """
 
     X_train: torch.Tensor
     y_train: torch.Tensor
@@ -46,16 +49,49 @@ class MNISTData:
     y_test: torch.Tensor
     source: str
     is_full: bool
+    X_val: torch.Tensor = field(default_factory=lambda: torch.empty(0, 1, 28, 28))
+    y_val: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))
+
+    @property
+    def has_validation(self) -> bool:
+        """True once `with_validation` has held out a validation set."""
+        return len(self.X_val) > 0
 
     def to(self, device: torch.device | str) -> MNISTData:
-        """Return a copy with all four tensors on `device` (images in channels-last layout)."""
+        """Return a copy with all six tensors on `device` (images in channels-last layout)."""
         images = dict(device=device, memory_format=torch.channels_last)
         return replace(self, X_train=self.X_train.to(**images), y_train=self.y_train.to(device),
+                       X_val=self.X_val.to(**images), y_val=self.y_val.to(device),
                        X_test=self.X_test.to(**images), y_test=self.y_test.to(device))
 
-    def subset(self, n_train: int | None = None, n_test: int | None = None) -> MNISTData:
-        """Return the first `n_train` training and `n_test` test examples (None keeps all)."""
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images, labels) of the 'train', 'val' or 'test' split."""
+        if name not in ("train", "val", "test"):
+            raise ValueError(f"split must be 'train', 'val' or 'test', not {name!r}.")
+        return getattr(self, f"X_{name}"), getattr(self, f"y_{name}")
+
+    def with_validation(self, n_val: int | None = None) -> MNISTData:
+        """Hold out the *last* `n_val` training images as a validation set (default: one sixth).
+
+        On the full MNIST the default is training images 50,000-59,999: the same 10,000 digits
+        every time, never seen in training, disjoint from the 10,000 test digits. Choose epochs,
+        learning rates or architectures on them; evaluate the test set once, at the end.
+        """
+        if self.has_validation:
+            raise ValueError("this data already has a validation split; call with_validation once, "
+                             "on the data load_mnist() returned.")
+        n = len(self.X_train)
+        n_val = n // 6 if n_val is None else n_val
+        if not 0 < n_val < n:
+            raise ValueError(f"n_val={n_val} must be between 1 and {n - 1}: the training set has {n} images.")
+        return replace(self, X_train=self.X_train[:n - n_val], y_train=self.y_train[:n - n_val],
+                       X_val=self.X_train[n - n_val:], y_val=self.y_train[n - n_val:])
+
+    def subset(self, n_train: int | None = None, n_test: int | None = None,
+               n_val: int | None = None) -> MNISTData:
+        """Return the first `n_train` training, `n_test` test and `n_val` validation examples (None keeps all)."""
         return replace(self, X_train=self.X_train[:n_train], y_train=self.y_train[:n_train],
+                       X_val=self.X_val[:n_val], y_val=self.y_val[:n_val],
                        X_test=self.X_test[:n_test], y_test=self.y_test[:n_test])
 
 

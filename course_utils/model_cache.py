@@ -43,7 +43,7 @@ def cache_dir() -> Path:
 def cache_key(config: TrainConfig, data: MNISTData) -> str:
     """16 hex digits of SHA-256 over the configuration and the data it is trained on."""
     described = {**asdict(config), "is_full": data.is_full,
-                 "n_train": len(data.X_train), "n_test": len(data.X_test)}
+                 "n_train": len(data.X_train), "n_val": len(data.X_val), "n_test": len(data.X_test)}
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -17,15 +17,16 @@ from .training import History
 
 
 def plot_history(history: History, axes: Sequence[Axes] | None = None, label: str = "") -> Figure:
-    """Loss per training step (left) and train/test accuracy per epoch (right)."""
+    """Loss per training step (left) and train and validation (else test) accuracy per epoch (right)."""
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained")
     ax_loss, ax_acc = axes
     ax_loss.plot(history.step_loss, lw=0.8, label=label or None)
     ax_loss.set(xlabel="training step", ylabel="cross-entropy loss", yscale="log", title="Loss per step")
-    epochs = range(1, len(history.test_acc) + 1)
+    watched, name = (history.val_acc, "validation") if history.val_acc else (history.test_acc, "test")
+    epochs = range(1, len(history.train_acc) + 1)
     ax_acc.plot(epochs, [100 * a for a in history.train_acc], "o--", label=f"{label} train".strip())
-    ax_acc.plot(epochs, [100 * a for a in history.test_acc], "o-", label=f"{label} test".strip())
+    ax_acc.plot(epochs, [100 * a for a in watched], "o-", label=f"{label} {name}".strip())
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy per epoch")
     ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_acc.legend()

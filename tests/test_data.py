@@ -107,3 +107,22 @@ def test_normalisation_constants_match_full_training_set(mnist):
     pixels = to_pixels(mnist.X_train)
     assert pixels.mean().item() == pytest.approx(MEAN, abs=1e-4)
     assert pixels.std().item() == pytest.approx(STD, abs=1e-4)
+
+
+def test_validation_split_is_the_last_sixth_and_disjoint(mnist):
+    data = mnist.with_validation()
+    n = len(mnist.X_train)
+    assert len(data.X_val) == n // 6 and len(data.X_train) == n - n // 6
+    assert torch.equal(data.X_val, mnist.X_train[n - n // 6:]) and torch.equal(data.y_val, mnist.y_train[n - n // 6:])
+    small = data.subset(1000, 500)                          # a training subset keeps the whole validation set
+    assert len(small.X_val) == n // 6 and len(small.X_test) == 500
+    key = lambda X: {bytes(img.numpy()) for img in (X * 255).round().to(torch.uint8)}
+    val = key(data.X_val)
+    assert not val & key(small.X_train) and not val & key(data.X_test)
+    assert not (key(data.X_train) & val) or not mnist.is_full   # no digit in both (MNIST has no exact repeats)
+    with pytest.raises(ValueError, match="already has a validation split"):
+        data.with_validation()
+    with pytest.raises(ValueError, match="between 1 and"):
+        mnist.with_validation(n)
+    with pytest.raises(ValueError, match="'train', 'val' or 'test'"):
+        data.split("validation")

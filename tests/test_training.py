@@ -1,4 +1,5 @@
 """The training loop on real digits: a step lowers the loss, a short fit beats chance widely."""
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -39,7 +40,7 @@ def test_short_fit_beats_chance_widely(mnist):
     assert len(history.step_loss) == 2 * 32 and len(history.test_acc) == 2
     assert history.test_acc[-1] > 0.8                      # chance is 0.1
     assert history.step_loss[-1] < history.step_loss[0] / 3
-    assert history.seconds > 0 and history.seconds_to(0.8) is not None and history.seconds_to(1.01) is None
+    assert history.seconds > 0
     loss, acc = evaluate(model, data.X_test, data.y_test)
     assert acc == history.test_acc[-1] and loss == history.test_loss[-1]
 
@@ -54,3 +55,18 @@ def test_fit_is_repeatable_with_a_seed(mnist):
         runs.append(fit(model, data, opt, epochs=1, batch_size=100, seed=5, device=torch.device("cpu"),
                         progress=False).step_loss)
     assert runs[0] == runs[1]
+
+
+def test_fit_with_validation_scores_test_once_at_the_end(mnist):
+    seed_everything(1)
+    model = TwoLayerCNN()
+    data = mnist.with_validation(1000).subset(2000, 500)
+    optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0)
+    history = fit(model, data, optimizer, epochs=2, batch_size=256, device=torch.device("cpu"), progress=False)
+    assert len(history.val_acc) == len(history.val_loss) == 2 and len(history.test_acc) == 1
+    assert evaluate(model, data.X_val, data.y_val) == (history.val_loss[-1], history.val_acc[-1])
+    assert evaluate(model, data.X_test, data.y_test) == (history.test_loss[-1], history.test_acc[-1])
+    assert history.seconds_to(0.5) is not None and history.seconds_to(1.01) is None
+    no_val = History(test_acc=[0.9], epoch_seconds=[1.0])
+    with pytest.raises(ValueError, match="validation"):
+        no_val.seconds_to(0.5)
