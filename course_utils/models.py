@@ -46,3 +46,20 @@ class TutorialCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.layer2(self.layer1(x)).flatten(1))
+
+
+class MLP(nn.Module):
+    """A dense baseline with the two-layer CNN's parameter budget: 149,470 parameters (CNN: 149,418).
+
+    x (N, 1, 28, 28) -> flatten (N, 784) -> fc (N, 188) -> ReLU -> dropout 0.5 -> fc logits (N, 10).
+    Every hidden unit sees every pixel: no locality, no weight sharing.
+    """
+
+    def __init__(self, num_classes: int = 10, hidden: int = 188):
+        super().__init__()
+        self.fc1 = nn.Linear(28 * 28, hidden)
+        self.dropout = nn.Dropout(0.5)
+        self.fc2 = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.dropout(torch.relu(self.fc1(x.flatten(1)))))

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from course_utils.cost import count_macs, count_parameters, layer_costs
-from course_utils.models import TutorialCNN, TwoLayerCNN
+from course_utils.models import MLP, TutorialCNN, TwoLayerCNN
 
 
 def report_order_cnn() -> nn.Sequential:
@@ -41,3 +41,10 @@ def test_tutorial_cnn_shapes():
     model = TutorialCNN()
     assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
     assert count_parameters(model) == (16 * 25 + 16) + 32 + (32 * 16 * 25 + 32) + 64 + 1568 * 10 + 10
+
+
+def test_mlp_baseline_matches_the_cnn_budget(mnist):
+    model = MLP()
+    assert model(mnist.X_train[:5]).shape == (5, 10)
+    assert count_parameters(model) == 784 * 188 + 188 + 188 * 10 + 10 == 149_470
+    assert abs(count_parameters(model) - count_parameters(TwoLayerCNN())) < 100
