@@ -60,6 +60,35 @@ def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: in
     return torch.bincount(index, minlength=num_classes ** 2).reshape(num_classes, num_classes)
 
 
+def precision_recall(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class precision M[k, k] / sum_i M[i, k] and recall M[k, k] / sum_j M[k, j] of a confusion matrix (C, C).
+
+    Precision: of the digits predicted k, the fraction that are k. Recall: of the true k, the fraction
+    found. A class never predicted (or absent) gets nan.
+    """
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise ValueError(f"expected a square confusion matrix (C, C), got shape {tuple(matrix.shape)}; "
+                         "build it with confusion_matrix(y_true, y_pred).")
+    right = matrix.diagonal().double()
+    return right / matrix.sum(0), right / matrix.sum(1)
+
+
+def plot_precision_recall(matrix: torch.Tensor, ax: Axes | None = None) -> Axes:
+    """Per-class precision and recall as paired bars, from a confusion matrix (C, C)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.2), layout="constrained")
+    precision, recall = precision_recall(matrix)
+    classes = torch.arange(len(matrix)).numpy()
+    ax.bar(classes - 0.2, 100 * precision.numpy(), width=0.4, label="precision")
+    ax.bar(classes + 0.2, 100 * recall.numpy(), width=0.4, label="recall")
+    low = min(precision.nan_to_num(1).min().item(), recall.nan_to_num(1).min().item())
+    ax.set(xlabel="digit", ylabel="%", xticks=classes, ylim=(100 * low - 1, 100.2),
+           title="Per-class precision and recall")
+    ax.legend(loc="lower left")
+    ax.grid(alpha=0.3, axis="y")
+    return ax
+
+
 def plot_confusion(matrix: torch.Tensor, ax: Axes | None = None) -> Axes:
     """Show a confusion matrix with counts; the diagonal is masked so the mistakes stand out."""
     if ax is None:
