@@ -1,0 +1,168 @@
+"""Item analysis: per question, how many passed, the mean points and the most frequent mistakes.
+
+Mistake messages are grouped after normalising what varies between students (numbers, memory
+addresses, quoted values, line numbers), so that "square(3) returned 6, expected 9" and
+"square(-2) returned -4, expected 4" count as one mistake. Students whose hand-in was not
+graded (status `invalid`) are left out of the analysis and counted apart.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from course_utils.checks import NOT_ATTEMPTED
+
+from .tables import write_csv
+
+TOP = 5
+NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?(?![\w])")
+ADDRESS = re.compile(r"\b0x[0-9a-fA-F]+\b")
+QUOTED = re.compile(r"'[^'\n]{0,200}'|\"[^\"\n]{0,200}\"")
+
+
+def normalise(message: str) -> str:
+    """The mistake a message names, with student-specific values replaced by placeholders.
+
+    Numbers become N, addresses 0x…, quoted strings '…'; whitespace is collapsed; a message that
+    says the question was not attempted becomes just that.
+    """
+    text = " ".join(str(message).split())
+    if text.startswith(NOT_ATTEMPTED):
+        return NOT_ATTEMPTED
+    text = ADDRESS.sub("0x…", text)
+    text = QUOTED.sub("'…'", text)
+    text = NUMBER.sub("N", text)
+    return text[:300]
+
+
+@dataclass
+class QuestionStats:
+    """One question's item analysis over the graded students."""
+
+    question: str
+    max_points: float
+    students: int = 0
+    passed: int = 0
+    partial: int = 0
+    not_attempted: int = 0
+    points: list[float] = field(default_factory=list)
+    mistakes: Counter = field(default_factory=Counter)
+
+    @property
+    def pass_rate(self) -> float:
+        """Fraction of graded students with full points."""
+        return self.passed / self.students if self.students else 0.0
+
+    @property
+    def mean_points(self) -> float:
+        return float(np.mean(self.points)) if self.points else 0.0
+
+
+@dataclass
+class ItemAnalysis:
+    """The per-question statistics, the totals of graded students, and how many were not graded."""
+
+    questions: list[QuestionStats]
+    totals: list[float]
+    max_total: float
+    not_graded: int
+
+
+def analyse(results: list[dict]) -> ItemAnalysis:
+    """Item analysis of the grader's result dicts (student, status, total, max, questions {id: ...})."""
+    graded = [r for r in results if r.get("status") != "invalid"]
+    table: dict[str, QuestionStats] = {}
+    for r in graded:
+        for qid, q in r["questions"].items():
+            s = table.setdefault(qid, QuestionStats(qid, float(q["max_points"])))
+            points, message = float(q["points"]), str(q.get("message", ""))
+            s.students += 1
+            s.points.append(points)
+            if points >= s.max_points > 0:
+                s.passed += 1
+                continue
+            s.partial += points > 0
+            key = normalise(message)
+            s.not_attempted += key == NOT_ATTEMPTED
+            s.mistakes[key] += 1
+    max_total = max((float(r["max"]) for r in results), default=0.0)
+    return ItemAnalysis(list(table.values()), [float(r["total"]) for r in graded], max_total,
+                        len(results) - len(graded))
+
+
+def _cell(text: str) -> str:
+    """Text safe in a Markdown table cell."""
+    return text.replace("|", "\\|").replace("<", "&lt;")
+
+
+def markdown(a: ItemAnalysis, assignment: str, top: int = TOP) -> str:
+    """The item analysis as a Markdown report (a table, then each question's frequent mistakes)."""
+    n = len(a.totals)
+    mean = float(np.mean(a.totals)) if a.totals else 0.0
+    lines = [f"# {assignment}: item analysis", "",
+             f"{n} graded students (mean total {mean:.2f} / {a.max_total:g})"
+             + (f"; {a.not_graded} not graded (invalid hand-ins) are left out." if a.not_graded else "."), "",
+             "| question | max | pass rate | mean points | partly right | not attempted |",
+             "|---|---|---|---|---|---|"]
+    for s in a.questions:
+        lines.append(f"| `{s.question}` | {s.max_points:g} | {s.pass_rate:.0%} ({s.passed}/{s.students}) | "
+                     f"{s.mean_points:.2f} | {s.partial} | {s.not_attempted} |")
+    for s in a.questions:
+        lines += ["", f"## `{s.question}`: most frequent mistakes", ""]
+        if not s.mistakes:
+            lines.append("Every graded student got full points.")
+            continue
+        lines += ["| students | mistake |", "|---|---|"]
+        lines += [f"| {count} | {_cell(msg)} |" for msg, count in s.mistakes.most_common(top)]
+    return "\n".join(lines) + "\n"
+
+
+def figure(a: ItemAnalysis, assignment: str) -> Figure:
+    """Two panels: each question's pass rate (bars) and the histogram of total scores."""
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    left, right = fig.subplots(1, 2)
+    names = [s.question for s in a.questions]
+    rates = [100 * s.pass_rate for s in a.questions]
+    left.barh(names[::-1], rates[::-1], color="tab:blue")
+    left.set_xlim(0, 100)
+    left.set_xlabel("students with full points (%)")
+    left.set_title("pass rate per question")
+    for y, (name, rate) in enumerate(zip(names[::-1], rates[::-1])):
+        left.text(min(rate, 88) + 1, y, f"{rate:.0f} %", va="center")
+    fractional = any(t != int(t) for t in a.totals)
+    step = a.max_total / 20 if a.max_total > 20 else 0.5 if fractional else 1.0
+    right.hist(a.totals, bins=np.arange(-step / 2, max(a.max_total, 1.0) + step, step),
+               color="tab:green", edgecolor="white")
+    right.set_xlabel(f"total points (max {a.max_total:g})")
+    right.set_ylabel("students")
+    right.set_title(f"total scores ({len(a.totals)} graded)")
+    fig.suptitle(f"{assignment}: item analysis")
+    return fig
+
+
+def write_report(results: list[dict], assignment: str, prefix: Path, top: int = TOP) -> dict[str, Path]:
+    """Write PREFIX.stats.md, .stats.csv, .mistakes.csv and .stats.png; return them by kind.
+
+    For the gradebook `grades.csv`, pass prefix `grades` (the path without .csv).
+    """
+    a = analyse(results)
+    prefix = Path(prefix)
+    paths = {kind: prefix.with_name(f"{prefix.name}.{kind}") for kind in
+             ("stats.md", "stats.csv", "mistakes.csv", "stats.png")}
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    paths["stats.md"].write_text(markdown(a, assignment, top), encoding="utf-8")
+    write_csv(paths["stats.csv"], ["question", "max_points", "students", "passed", "pass_rate", "mean_points",
+                                   "partly_right", "not_attempted"],
+              [[s.question, f"{s.max_points:g}", s.students, s.passed, f"{s.pass_rate:.4f}",
+                f"{s.mean_points:.4f}", s.partial, s.not_attempted] for s in a.questions])
+    write_csv(paths["mistakes.csv"], ["question", "students", "mistake"],
+              [[s.question, count, msg] for s in a.questions for msg, count in s.mistakes.most_common()])
+    figure(a, assignment).savefig(paths["stats.png"], dpi=110)
+    return paths
