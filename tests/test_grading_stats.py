@@ -58,7 +58,7 @@ def test_report_files_from_the_feedback_folder(tmp_path):
                                                        "grades.stats.md", "grades.stats.png"]
     text = paths["stats.md"].read_text()
     assert "| `square` | 2 | 50% (5/10) | 1.10 | 1 | 1 |" in text
-    assert "| 3 | square(N) returned N, expected N. |" in text and "1 not graded" in text
+    assert "| 3 | square(N) returned N, expected N. |" in text and "1 invalid hand-in(s), not graded" in text
     with open(paths["stats.csv"], newline="") as f:
         rows = {r["question"]: r for r in csv.DictReader(f)}
     assert rows["add"]["pass_rate"] == "0.8000" and rows["square"]["mean_points"] == "1.1000"

@@ -157,3 +157,18 @@ def test_bad_score_sheets_are_refused_with_every_problem_named(graded):
     assert merged.by_student()["José García"]["why_pool"] == ""
     with pytest.raises(ValueError, match="ids of checked questions"):
         written.merge_written(graded["book"], unscored, graded["exercise"], autograded=("why_pool",))
+
+
+def test_written_scores_survive_a_regrade(graded):
+    """set_aside gives the grader its own columns back; put_back restores the written scores."""
+    paths = written.export_written(graded["exercise"], graded["notebooks"], graded["root"] / "written", ASSIGNMENT)
+    original = read_gradebook(graded["book"])
+    filled = fill(paths["scores"], {("José García", "why_pool"): "1", ("José García", "shortcut"): "0.5",
+                                    ("heading", "why_pool"): "1"})
+    merged = written.merge_written(graded["book"], filled, graded["exercise"])
+    kept = written.set_aside(graded["book"], graded["exercise"])
+    assert read_gradebook(graded["book"]) == original
+    assert kept[("José García", "shortcut")] == 0.5 and kept[("deleted", "why_pool")] == 0
+    written.put_back(graded["book"], graded["exercise"], kept)
+    assert read_gradebook(graded["book"]) == merged
+    assert written.set_aside(graded["root"] / "none.csv", graded["exercise"]) == {}

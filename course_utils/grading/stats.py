@@ -107,7 +107,7 @@ def markdown(a: ItemAnalysis, assignment: str, top: int = TOP) -> str:
     mean = float(np.mean(a.totals)) if a.totals else 0.0
     lines = [f"# {assignment}: item analysis", "",
              f"{n} graded students (mean total {mean:.2f} / {a.max_total:g})"
-             + (f"; {a.not_graded} not graded (invalid hand-ins) are left out." if a.not_graded else "."), "",
+             + (f"; {a.not_graded} invalid hand-in(s), not graded, left out." if a.not_graded else "."), "",
              "| question | max | pass rate | mean points | partly right | not attempted |",
              "|---|---|---|---|---|---|"]
     for s in a.questions:

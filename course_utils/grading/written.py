@@ -209,6 +209,25 @@ def merge(book: Gradebook, scores: dict[tuple[str, str], float | None],
     return Gradebook(columns, rows)
 
 
+def unmerge(book: Gradebook, questions: list[WrittenQuestion]) -> tuple[Gradebook, dict[tuple[str, str], float | None]]:
+    """The inverse of `merge`: `book` without its written columns (totals and maxima as graded)
+    and the written scores it held, to merge again after regrading."""
+    present = [q for q in questions if q.id in book.columns]
+    scores: dict[tuple[str, str], float | None] = {}
+    rows = []
+    for r in book.rows:
+        r = dict(r)
+        total, maximum = number(r["total"], "total"), number(r["max"], "max")
+        for q in present:
+            text = r.pop(q.id)
+            value = number(text, f"{q.id} of {r['student']!r}") if text else None
+            scores[r["student"], q.id] = value
+            total, maximum = total - (value or 0.0), maximum - q.max_points
+        r["total"], r["max"] = f"{total:g}", f"{maximum:g}"
+        rows.append(r)
+    return Gradebook([c for c in book.columns if c not in {q.id for q in present}], rows), scores
+
+
 def export_written(exercise: Path, notebooks: dict[str, Path | None], out_dir: Path,
                    assignment: str) -> dict[str, Path]:
     """Entry point: the written-answer sheets and scores.csv of a graded class ({} if none are written)."""
@@ -233,3 +252,26 @@ def merge_written(gradebook: Path, filled: Path, exercise: Path, out: Path | Non
     merged = merge(book, read_scores(filled, questions, set(book.by_student()), allow_unscored), questions)
     write_gradebook(out or gradebook, merged)
     return merged
+
+
+def set_aside(gradebook: Path, exercise: Path) -> dict[tuple[str, str], float | None]:
+    """Entry point before grading into an existing gradebook: take its merged written columns out
+    (the file then has the grader's columns again) and return their scores for `put_back`."""
+    questions = written_questions(nbformat.read(exercise, as_version=4))
+    if not Path(gradebook).is_file() or not questions:
+        return {}
+    book = read_gradebook(gradebook)
+    if not any(q.id in book.columns for q in questions):
+        return {}
+    bare, scores = unmerge(book, questions)
+    write_gradebook(gradebook, bare)
+    return scores
+
+
+def put_back(gradebook: Path, exercise: Path, scores: dict[tuple[str, str], float | None]) -> None:
+    """Entry point after grading: merge the scores `set_aside` returned into the gradebook again."""
+    if not scores:
+        return
+    merged = {qid for _, qid in scores}
+    questions = [q for q in written_questions(nbformat.read(exercise, as_version=4)) if q.id in merged]
+    write_gradebook(gradebook, merge(read_gradebook(gradebook), scores, questions))
