@@ -89,3 +89,11 @@ def test_short_answers_and_forms_shared_by_many_are_not_flagged():
     assert common == {"conv": 8}
     assert [(p.a, p.b, p.scores) for p in pairs] == [(a, b, {"conv": 1.0}) for a, b in
                                                      [("t0", "t1"), ("t0", "t2"), ("t1", "t2")]]
+
+
+def test_every_definition_is_compared_but_not_the_graders_cell():
+    nb = student(ORIGINAL, "class Net:\n    def forward(self, x):\n        return x")
+    nb.cells.append(nbformat.v4.new_code_cell("def _cnn_course_export(names, folder):\n    pass",
+                                              metadata={"tags": [similarity.GRADER_TAG]}))
+    found, notes = similarity.functions(nb, None)
+    assert sorted(found) == ["Net", "conv_output_size", "square"] and notes == []

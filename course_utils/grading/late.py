@@ -15,9 +15,6 @@ from pathlib import Path
 
 from .tables import number, write_csv
 
-LOCAL = datetime.now().astimezone().tzinfo
-
-
 def parse_time(text: str, tz: tzinfo | None = None) -> datetime:
     """An ISO 8601 time (e.g. 2026-12-01T23:59 or 2026-12-01 23:59:00+01:00), aware, in UTC."""
     try:
@@ -26,7 +23,7 @@ def parse_time(text: str, tz: tzinfo | None = None) -> datetime:
         raise ValueError(f"{text!r} is not a time; write it as ISO 8601, e.g. 2026-12-01T23:59 or "
                          "2026-12-01T23:59+01:00.") from None
     if t.tzinfo is None:
-        t = t.replace(tzinfo=tz or LOCAL)
+        t = t.replace(tzinfo=tz) if tz else t.astimezone()     # naive: this machine's zone, with its DST
     return t.astimezone(timezone.utc)
 
 
