@@ -130,6 +130,8 @@ def test_cluster_recipes_are_well_formed():
     assert {m["mountPath"]: m.get("readOnly", False) for m in container["volumeMounts"]}["/submissions"] is True
     slurm = (DEPLOY / "grade-array.sbatch").read_text()
     assert "#SBATCH --array=1-3" in slurm and "SLURM_ARRAY_TASK_ID" in slurm and "--merge" in slurm
-    subprocess.run(["bash", "-n", str(DEPLOY / "grade-array.sbatch")], check=True)
+    for script in ("grade-array.sbatch", "gradescope/setup.sh", "gradescope/run_autograder"):
+        subprocess.run(["bash", "-n", str(DEPLOY / script)], check=True)
+    assert "/autograder/results/results.json" in (DEPLOY / "gradescope" / "run_autograder").read_text()
     docker = (DEPLOY / "Dockerfile").read_text()
     assert "ENTRYPOINT" in docker and "USER" in docker
