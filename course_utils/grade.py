@@ -2,12 +2,17 @@
 
     python -m course_utils.grade SUBMISSIONS --assignment NAME --out GRADEBOOK.csv [--jobs N] [--force]
 
-SUBMISSIONS holds one notebook per student (`ID.ipynb`, or a folder `ID/` holding it). Each is
-executed with papermill (`smoke=True`) in its own kernel, working directory and limits; then
-the grader's own cell hands the answers to a fresh process that runs `course_utils.checks`.
-Writes GRADEBOOK.csv (student, one column per question, total, max, status, seconds, message)
-and, per student, the executed notebook, feedback.md and log.txt in the feedback folder.
-A re-run grades only students not yet in the gradebook, unless --force.
+SUBMISSIONS holds one notebook per student (`ID.ipynb`, or a folder `ID/` holding it); the id is
+that name exactly as given (accents, spaces). Each is executed with papermill (`smoke=True`) in
+its own kernel, working directory and limits; then the grader's own cell hands the answers to a
+child process that runs the student's code for the checks and sends back only plain data, which
+the grading process, where no student code ever ran, judges with `course_utils.checks`.
+Two hand-ins that claim one id (`bob.ipynb` and `bob/`) are both graded, the file under its full
+name (`bob.ipynb`), and each row names the other. Writes GRADEBOOK.csv (UTF-8: student, one
+column per question, total, max, status, seconds, message) and, per student, the executed
+notebook, feedback.md, result.json and log.txt in the feedback folder (one folder per student,
+its id percent-encoded by `folder_name`). Output paths among the hand-ins are refused before
+anything runs. A re-run grades only students not yet in the gradebook, unless --force.
 """
 from __future__ import annotations
 
@@ -91,7 +96,7 @@ class Gradebook:
         self.rows: dict[str, dict] = {}
         self.written = b""
         if path.is_file():
-            with open(path, newline="") as f:
+            with open(path, newline="", encoding="utf-8") as f:
                 reader = csv.DictReader(f)
                 if reader.fieldnames != self.columns:
                     raise ValueError(f"{path} has columns {reader.fieldnames}, not those of this assignment "
@@ -117,7 +122,7 @@ class Gradebook:
         """Rewrite the whole CSV from memory (atomically)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w", newline="") as f:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, self.columns)
             writer.writeheader()
             writer.writerows(self.rows[s] for s in sorted(self.rows))
@@ -155,7 +160,8 @@ def run_worker(job: Job, hard_limit: float, pids: dict[str, int]) -> dict:
     why = (f"the student's grading ran past {hard_limit:.0f} s and was stopped" if timed_out else
            f"the grader's worker failed (exit code {worker.exitcode}); see log.txt")
     zero = {q["id"]: {"points": 0.0, "max_points": q["max_points"], "message": why} for q in job.questions}
-    return {"student": job.student, "status": "timeout" if timed_out else "error", "message": why,
+    return {"student": job.student, "hand_in": job.hand_in, "status": "timeout" if timed_out else "error",
+            "message": why,
             "questions": zero, "seconds": time.monotonic() - start, "total": 0.0,
             "max": sum(q["max_points"] for q in job.questions)}
 
@@ -173,7 +179,7 @@ class Grader:
 
     def __init__(self, args: argparse.Namespace, questions: list[dict], gradebook: Gradebook):
         self.args, self.questions, self.gradebook = args, questions, gradebook
-        self.feedback_dir = (args.feedback or args.out.with_suffix("")).resolve()
+        self.feedback_dir = feedback_dir(args)
         watched = [args.solutions.resolve(), args.submissions.resolve(), self.feedback_dir, args.out.resolve()]
         self.limits = Limits(memory_mb=args.memory, user=args.user, no_network=args.no_network,
                              hidden=[str(p) for p in watched],
@@ -195,9 +201,10 @@ class Grader:
     def job(self, sub: Submission) -> Job:
         """The worker's instructions for one student."""
         a = self.args
-        return Job(student=sub.student, submission=str(sub.path) if sub.path else None, problem=sub.problem,
+        return Job(student=sub.student, hand_in=sub.hand_in,
+                   submission=str(sub.path) if sub.path else None, problem=sub.problem,
                    assignment=a.assignment, exercise=str(a.exercises / f"{a.assignment}.ipynb"),
-                   questions=self.questions, out_dir=str(self.feedback_dir / sub.student),
+                   questions=self.questions, out_dir=str(self.feedback_dir / sub.folder),
                    work_root=str(self.work), limits=asdict(self.limits), cell_timeout=a.cell_timeout,
                    notebook_timeout=a.timeout, check_timeout=a.check_timeout,
                    output_limit=int(a.output_limit * 2**20), checks=[str(Path(c).resolve()) if c.endswith(".py")
@@ -211,10 +218,15 @@ class Grader:
         with self.lock:
             self.running.add(sub.student)
         try:
-            return run_worker(job, self.hard_limit, self.pids)
+            result = run_worker(job, self.hard_limit, self.pids)
         finally:
             with self.lock:
                 self.running.discard(sub.student)
+        result["folder"] = sub.folder
+        if sub.same_id:
+            note = f"{', '.join(sorted((sub.hand_in, *sub.same_id)))} claim the same student id: each has its own row"
+            result["message"] = note + (f"; {result['message']}" if result["message"] else "")
+        return result
 
     def record(self, result: dict, suspects: set[str]) -> None:
         """Check the guard and the gradebook file, then store `result` and rewrite the gradebook."""
@@ -226,10 +238,10 @@ class Grader:
                 suspects.update(self.running | {result["student"]})
         self.gradebook.add(result)
         self.gradebook.write()
-        out = self.feedback_dir / result["student"]
+        out = self.feedback_dir / result["folder"]
         out.mkdir(parents=True, exist_ok=True)
-        (out / "feedback.md").write_text(feedback.render(self.args.assignment, result))
-        (out / "result.json").write_text(json.dumps(result, indent=1))
+        (out / "feedback.md").write_text(feedback.render(self.args.assignment, result), encoding="utf-8")
+        (out / "result.json").write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
 
     def run(self, subs: list[Submission]) -> None:
         """Grade `subs` with --jobs workers, then regrade one at a time any that ran while files changed."""
@@ -304,9 +316,44 @@ def _isolation_problem(args: argparse.Namespace) -> str:
     return ""
 
 
+def feedback_dir(args: argparse.Namespace) -> Path:
+    """The per-student feedback folder: --feedback, or the gradebook path without .csv."""
+    return (args.feedback or args.out.with_suffix("")).resolve()
+
+
+def _within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def output_problem(args: argparse.Namespace) -> str:
+    """Why an output path would write into the hand-ins folder ('' if none would), with a fix."""
+    subs = args.submissions.resolve()
+    fixes = {"gradebook": f"--out {subs.parent / (subs.name + '-grades.csv')}",
+             "feedback": f"--feedback {subs.parent / (subs.name + '-feedback')}",
+             "work": f"--work {subs.parent / (subs.name + '-work')}"}
+    named = "the feedback folder" + ("" if args.feedback else " (by default the gradebook path without .csv)")
+    outputs = [("gradebook", "the gradebook", args.out.resolve()), ("feedback", named, feedback_dir(args)),
+               ("work", "the working folder", args.work.resolve())]
+    for kind, what, path in outputs:
+        if path == subs:
+            where = f"{what} {path} is the hand-ins folder"
+        elif _within(path, subs):
+            where = f"{what} {path} lies inside the hand-ins folder {subs}"
+        elif kind == "feedback" and _within(subs, path):
+            where = f"the hand-ins folder {subs} lies inside {what} {path}"
+        else:
+            continue
+        return (f"{where}: the grader would write among the hand-ins, which it never does. "
+                f"Choose an output outside it, e.g. {fixes[kind]}")
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Grade every submission; return 0 when the gradebook is written."""
     args = parse_args(argv)
+    if problem := output_problem(args):
+        print(problem, file=sys.stderr)
+        return 2
     exercise = args.exercises / f"{args.assignment}.ipynb"
     if not exercise.is_file():
         known = ", ".join(sorted(p.stem for p in args.exercises.glob("*.ipynb"))) or "none"
@@ -334,6 +381,14 @@ def main(argv: list[str] | None = None) -> int:
         print(err, file=sys.stderr)
         return 2
     todo = [s for s in subs if args.force or s.student not in gradebook.rows]
+    warned: set[frozenset] = set()
+    for sub in subs:
+        group = {sub.hand_in, *sub.same_id}
+        if sub.same_id and frozenset(group) not in warned:
+            warned.add(frozenset(group))
+            rows = ", ".join(repr(s.student) for s in subs if s.hand_in in group)
+            print(f"warning: {', '.join(sorted(group))} claim the same student id; each is graded, in the rows {rows}",
+                  file=sys.stderr)
     print(f"{args.assignment}: {len(subs)} submissions, {len(subs) - len(todo)} already graded, "
           f"grading {len(todo)} with {args.jobs} job(s)", file=sys.stderr)
     FORKS.set_forkserver_preload(["course_utils.grading.worker"] +

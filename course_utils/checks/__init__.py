@@ -5,6 +5,13 @@ Each notebook's questions live in a submodule (`two_layer_cnn.py`, ...), registe
 saying what it verified, or raises `Mistake(what_differed, hint)`. `check` turns everything
 else (a stub's NotImplementedError, None, a crash or a wrong type inside the student's code)
 into a message: it never raises, so the notebook runs on.
+
+The grader (`course_utils.grade`) runs each grader twice: in a child process against a stand-in
+that runs and records the student's code, then in the process that decides the points against
+the recording (`course_utils.grading.replay`). So a grader reaches student code only by calling
+the answer, the classes and objects it returns and their methods and attributes, and a module's
+forward; it reads source text with `tools.source_of`, and computes its references from objects
+the student's code never received.
 """
 from __future__ import annotations
 
@@ -95,7 +102,8 @@ def grade(qid: str, answer: Any) -> CheckResult:
     except Mistake as m:
         return fail(m.message + (f"\n   Hint: {m.hint}" if m.hint else ""))
     except (Exception, SystemExit) as err:
-        where = _student_frame(traceback.extract_tb(err.__traceback__))
+        where = getattr(err, "student_where", None)       # set on errors replayed by the grader
+        where = where if isinstance(where, str) else _student_frame(traceback.extract_tb(err.__traceback__))
         return fail(f"your code raised {type(err).__name__}: {err}{where}")
     return CheckResult(qid, True, q.max_points, q.max_points, verified)
 

@@ -1,6 +1,7 @@
 """Comparisons the graders share: each raises `Mistake` with what differed."""
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -43,3 +44,15 @@ def expect_close(value: Any, expected: torch.Tensor, what: str, hint: str = "",
     if not torch.allclose(t, expected.double(), atol=atol, rtol=rtol):
         raise Mistake(f"{what}: off from the reference by up to {err:.3g}.", hint)
     return err
+
+
+def source_of(answer: Any) -> str:
+    """The source text of a student's function or class (also when the grader passes a stand-in)."""
+    recorded = getattr(answer, "__dict__", {}).get("_meta", {}).get("source")
+    if isinstance(recorded, str):
+        return recorded
+    try:
+        return inspect.getsource(answer)
+    except (OSError, TypeError):
+        raise Mistake("the grader cannot read the source of your answer.",
+                      "define it with def or class in a code cell of the notebook.") from None

@@ -3,6 +3,8 @@
 Modules: `submissions` (finding and reading the notebooks handed in), `sandbox` (limits, user,
 network and audit hook around student code), `processes` (ending everything a submission
 started), `worker` (one student: run the notebook, then the checks), `checker` (the checks, in a
-process the student's kernel never touched), `guard` (course files restored if a submission
-changes them), `feedback` (the per-student report).
+process the student's kernel never touched), `replay` and `state` (the trust boundary: student
+code runs in a child that records each call as plain data; the checker judges the recording and
+never runs student code), `guard` (course files restored if a submission changes them),
+`feedback` (the per-student report).
 """

@@ -1,11 +1,13 @@
 """The grading process: `course_utils.checks` applied to the answers a notebook handed over.
 
 The worker forks it from itself before any student code runs: a clean process that already
-imported the checks, which then enters the sandbox and waits. Each question is graded in a
-further forked child that loads the answer (a cloudpickle file written by the grader's cell in
-the kernel) and calls `course_utils.checks.grade`, so a crash, an endless loop or a monkeypatch
-in one answer cannot touch the other questions, and no student code ever holds the pipe that
-carries the results back.
+imported the checks, which then enters the sandbox and waits. It never runs student code
+itself. Each question is first graded in a forked child that loads the answer (a cloudpickle
+file written by the grader's cell in the kernel) and runs the question's grader through a
+recording stand-in (`replay.record`): the student's code runs there, and only plain data comes
+back through the pipe. The grading process reads it with `torch.load(weights_only=True)` and
+runs the same grader again against the recording (`replay.replay`): those points count. A
+crash, an endless loop or a monkeypatch in one answer touches only its own child.
 """
 from __future__ import annotations
 
@@ -18,14 +20,17 @@ import select
 import signal
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from course_utils.checks import Question, grade
+from course_utils.checks import Question
 
+from .replay import record, replay
 from .sandbox import Limits, close_fds_except, enter
+from .state import rng_state, set_rng_state
+
+MAX_RECORDING = 256 * 2**20
 
 
 def import_checks(modules: list[str]) -> None:
@@ -42,9 +47,10 @@ def import_checks(modules: list[str]) -> None:
             importlib.import_module(module)
 
 
-def _read_until_closed(fd: int, timeout: float) -> bytes:
-    """Everything written to pipe `fd` until its writer closes it; TimeoutError after `timeout` s."""
-    chunks, deadline = [], time.monotonic() + timeout
+def _read_until_closed(fd: int, timeout: float, limit: int = MAX_RECORDING) -> bytes:
+    """Everything written to pipe `fd` until its writer closes it; TimeoutError after `timeout` s,
+    OverflowError past `limit` bytes."""
+    chunks, size, deadline = [], 0, time.monotonic() + timeout
     while (left := deadline - time.monotonic()) > 0:
         if not select.select([fd], [], [], left)[0]:
             break
@@ -52,6 +58,9 @@ def _read_until_closed(fd: int, timeout: float) -> bytes:
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise OverflowError
     raise TimeoutError
 
 
@@ -60,22 +69,35 @@ def _write_all(fd: int, data: bytes) -> None:
         data = data[os.write(fd, data):]
 
 
-def _grade_in_child(question: Question, answers: Path, write_fd: int) -> None:
-    """In the forked child: load the answer, grade it, write the result as JSON, exit."""
+def _record_in_child(question: Question, answers: Path, write_fd: int, threads: int) -> None:
+    """In the forked child: load the answer, run the grader on it through the recorder, write the
+    recording (b"R" + torch.save bytes) or why the answer could not be loaded (b"E" + text), exit."""
     close_fds_except({write_fd})
+    torch.set_num_threads(threads)
     try:
+        state = rng_state()
         with open(answers / f"{question.answer_name}.pkl", "rb") as f:
             answer = pickle.load(f)
-        result = asdict(grade(question.id, answer))
-    except BaseException as err:        # the answer could not be loaded (or it exited while loading)
-        result = {"points": 0.0, "message": f"your `{question.answer_name}` could not be loaded by "
-                  f"the grader: {type(err).__name__}: {err}"}
-    _write_all(write_fd, json.dumps(result).encode())
+        set_rng_state(state)                # unpickling may have drawn random numbers
+    except BaseException as err:            # the answer could not be loaded (or it exited while loading)
+        message = f"your `{question.answer_name}` could not be loaded by the grader: {type(err).__name__}: {err}"
+        _write_all(write_fd, b"E" + message[:2000].encode(errors="replace"))
+        os._exit(0)
+    try:
+        sources = json.loads((answers / "manifest.json").read_text()).get("sources", {})
+        recording = b"R" + record(question.id, answer, sources.get(question.answer_name))
+    except BaseException as err:            # the grader's recorder failed on this answer
+        recording = f"E the grader could not run your `{question.answer_name}`: {type(err).__name__}: {err}"
+        recording = recording[:2000].encode(errors="replace")
+    _write_all(write_fd, recording)
     os._exit(0)
 
 
-def grade_one(question: Question, answers: Path, timeout: float) -> dict:
-    """Grade one question in a child process; return points, max_points and message."""
+def grade_one(question: Question, answers: Path, timeout: float, threads: int = 1) -> dict:
+    """Grade one question: record in a child process (with `threads` torch threads), replay here;
+    return points, max_points and message. Replays run single-threaded: a process that forks must
+    not have started OpenMP threads, or its children may hang."""
+    torch.set_num_threads(1)
     base = {"points": 0.0, "max_points": question.max_points}
     if not (answers / f"{question.answer_name}.pkl").is_file():
         return {**base, "message": _missing_message(question, answers)}
@@ -83,24 +105,34 @@ def grade_one(question: Question, answers: Path, timeout: float) -> dict:
     pid = os.fork()
     if pid == 0:
         os.close(read_fd)
-        _grade_in_child(question, answers, write_fd)
+        try:
+            _record_in_child(question, answers, write_fd, threads)
+        finally:
+            os._exit(1)
     os.close(write_fd)
     try:
-        result = json.loads(_read_until_closed(read_fd, timeout))
-        points = float(result["points"])
+        data = _read_until_closed(read_fd, timeout)
+        if not data:
+            _, status = os.waitpid(pid, 0)
+            pid = 0
+            how = (f"signal {signal.Signals(-os.waitstatus_to_exitcode(status)).name}"
+                   if os.WIFSIGNALED(status) else f"exit code {os.waitstatus_to_exitcode(status)}")
+            return {**base, "message": f"the check of `{question.answer_name}` ended the process "
+                    f"({how}): a crash, os._exit or the memory limit"}
+        if data[:1] != b"R":
+            return {**base, "message": data[1:].decode(errors="replace")}
+        result = replay(question.id, data[1:])
+        points = float(result.points)
         return {**base, "points": points if 0 <= points <= question.max_points else 0.0,
-                "message": str(result["message"])}
+                "message": str(result.message)}
     except TimeoutError:
         os.kill(pid, signal.SIGKILL)
         return {**base, "message": f"the check of `{question.answer_name}` ran past {timeout:g} s "
                 "(an endless loop?)"}
-    except (ValueError, KeyError, TypeError):
-        _, status = os.waitpid(pid, 0)
-        pid = 0
-        how = (f"signal {signal.Signals(-os.waitstatus_to_exitcode(status)).name}"
-               if os.WIFSIGNALED(status) else f"exit code {os.waitstatus_to_exitcode(status)}")
-        return {**base, "message": f"the check of `{question.answer_name}` ended the process "
-                f"({how}): a crash, os._exit or the memory limit"}
+    except OverflowError:
+        os.kill(pid, signal.SIGKILL)
+        return {**base, "message": f"the check of `{question.answer_name}` stopped: your code returned "
+                f"more than {MAX_RECORDING >> 20} MB of data to the grader"}
     finally:
         os.close(read_fd)
         if pid:
@@ -134,10 +166,10 @@ class Checker:
                 null = os.open(os.devnull, os.O_RDWR)
                 os.dup2(null, 0), os.dup2(null, 1)
                 os.chdir(work)
-                torch.set_num_threads(threads)
+                torch.set_num_threads(1)
                 enter(limits)
                 os.read(go_r, 1)
-                results = {q.id: grade_one(q, answers, timeout) for q in questions}
+                results = {q.id: grade_one(q, answers, timeout, threads) for q in questions}
                 _write_all(res_w, json.dumps(results).encode())
             finally:
                 os._exit(0)

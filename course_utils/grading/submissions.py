@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,22 +20,59 @@ class InvalidSubmission(Exception):
 
 @dataclass(frozen=True)
 class Submission:
-    """One student's hand-in: their id and the file (None if their folder holds no notebook)."""
+    """One hand-in: the student id, the notebook (None if its folder holds none), why not, its name
+    in the hand-ins folder (folders end in '/'), its feedback folder's name, and the other hand-ins
+    that claim the same id."""
 
     student: str
     path: Path | None
     problem: str = ""
+    hand_in: str = ""
+    folder: str = ""
+    same_id: tuple[str, ...] = ()
 
 
-def student_id(name: str) -> str:
-    """A file-system-safe student id made from a file or folder name."""
-    return re.sub(r"[^A-Za-z0-9._@-]+", "_", name).strip("._") or "student"
+def student_id(entry: Path) -> str:
+    """The student id of a hand-in, exactly as given: `ID.ipynb` -> ID, a folder or other file -> its name."""
+    return entry.stem if entry.is_file() and entry.suffix == ".ipynb" else entry.name
+
+
+def folder_name(student: str) -> str:
+    """A safe, reversible folder name for `student`: UTF-8 percent-encoded outside A-Z a-z 0-9 - . _
+    (a leading '.' or '_' too, so that it is never hidden nor the grader's `_changed`)."""
+    quoted = urllib.parse.quote(student, safe="-._")
+    return f"%{ord(quoted[0]):02X}{quoted[1:]}" if quoted[:1] in (".", "_") else quoted
+
+
+def student_of_folder(folder: str) -> str:
+    """The student id a feedback folder belongs to (the inverse of `folder_name`)."""
+    return urllib.parse.unquote(folder)
+
+
+def _unique_ids(found: list[Submission]) -> list[Submission]:
+    """Hand-ins claiming one id (`bob.ipynb` and `bob/`): a file keeps its full name as its id
+    (`bob.ipynb`), a folder its name; any still equal get ' (2)', ' (3)'. Each names the others."""
+    claims: dict[str, list[Submission]] = defaultdict(list)
+    for sub in found:
+        claims[sub.student].append(sub)
+    renamed, seen = [], set()
+    for sub in found:
+        group = claims[sub.student]
+        sid = sub.hand_in if len(group) > 1 and not sub.hand_in.endswith("/") else sub.student
+        n, unique = 1, sid
+        while unique in seen:
+            n, unique = n + 1, f"{sid} ({n + 1})"
+        seen.add(unique)
+        renamed.append(Submission(unique, sub.path, sub.problem, sub.hand_in, folder_name(unique),
+                                  tuple(o.hand_in for o in group if o is not sub)))
+    return renamed
 
 
 def discover(folder: Path, assignment: str) -> list[Submission]:
     """One Submission per entry of `folder`: `ID.ipynb` files, or `ID/` folders holding the notebook.
 
     Any other file is kept too (as a non-notebook), so that every student appears in the gradebook.
+    Ids are the names as given (accents, spaces); hand-ins that claim the same id are all kept.
     """
     if not folder.is_dir():
         raise FileNotFoundError(f"submissions folder {folder} does not exist; pass the folder that "
@@ -46,22 +85,14 @@ def discover(folder: Path, assignment: str) -> list[Submission]:
             notebooks = sorted(p for p in entry.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
             named = [p for p in notebooks if p.name == f"{assignment}.ipynb"]
             if len(named) == 1 or len(notebooks) == 1:
-                found.append(Submission(student_id(entry.name), (named or notebooks)[0]))
+                found.append(Submission(student_id(entry), (named or notebooks)[0], hand_in=entry.name + "/"))
             else:
                 why = "holds no .ipynb file" if not notebooks else \
                       f"holds {len(notebooks)} notebooks and none is named {assignment}.ipynb"
-                found.append(Submission(student_id(entry.name), None, f"the folder {why}"))
+                found.append(Submission(student_id(entry), None, f"the folder {why}", hand_in=entry.name + "/"))
         else:
-            stem = entry.stem if entry.suffix == ".ipynb" else entry.name
-            found.append(Submission(student_id(stem), entry))
-    seen: set[str] = set()
-    for i, sub in enumerate(found):                    # alice.ipynb and alice/: alice, alice-2
-        n, sid = 1, sub.student
-        while sid in seen:
-            n, sid = n + 1, f"{sub.student}-{n + 1}"
-        seen.add(sid)
-        found[i] = Submission(sid, sub.path, sub.problem)
-    return found
+            found.append(Submission(student_id(entry), entry, hand_in=entry.name))
+    return _unique_ids(found)
 
 
 def read_notebook(path: Path) -> nbformat.NotebookNode:

@@ -7,7 +7,9 @@
    are left out (the grader checks instead). A cell that hangs or kills the kernel is skipped
    and the notebook run again, so it costs only itself.
 4. The grader's cell, appended at the end, hands each answer (cloudpickled by value) to the
-   checker; the checker's results are the points. Nothing the notebook prints counts.
+   checker. Per question a child of the checker loads the answer and records what the student's
+   code returns as plain data; the checker, which never runs student code, grades the recording:
+   its results are the points. Nothing the notebook prints counts.
 5. End every process the submission left behind; leave the executed notebook in the student's
    output folder and send the result to the grader through a pipe no student process holds.
 """
@@ -52,8 +54,8 @@ MAX_ATTEMPTS = 4
 EXPORT_CELL = '''\
 # Added by the grader: hands your answers to the grading process. Not part of your notebook.
 def _cnn_course_export(names, folder):
-    import builtins, io, json, os, cloudpickle
-    space, manifest = builtins.globals(), {{"errors": {{}}, "defined": []}}
+    import builtins, inspect, io, json, os, cloudpickle
+    space, manifest = builtins.globals(), {{"errors": {{}}, "defined": [], "sources": {{}}}}
     for name in names:
         if name in space:
             try:
@@ -61,6 +63,10 @@ def _cnn_course_export(names, folder):
                     cloudpickle.dump(space[name], f)
             except BaseException as err:
                 manifest["errors"][name] = f"{{type(err).__name__}}: {{err}}"[:300]
+            try:
+                manifest["sources"][name] = str(inspect.getsource(space[name]))[:100000]
+            except BaseException:
+                pass
     manifest["defined"] = sorted(k for k, v in space.items() if callable(v) and not k.startswith("_"))[:500]
     with io.open(os.path.join(folder, "manifest.json"), "w") as f:
         json.dump(manifest, f)
@@ -73,6 +79,7 @@ class Job:
     """What the grader asks one worker to do (built by `course_utils.grade`)."""
 
     student: str
+    hand_in: str
     submission: str | None
     problem: str
     assignment: str
@@ -258,8 +265,8 @@ def grade_student(job: Job) -> dict:
     start = time.monotonic()
     out = Path(job.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    executed = out / f"{job.student}.ipynb"
-    result = {"student": job.student, "status": "ok", "message": "", "questions": {}}
+    executed = out / f"{out.name}.ipynb"
+    result = {"student": job.student, "hand_in": job.hand_in, "status": "ok", "message": "", "questions": {}}
     try:
         if job.submission is None:
             raise InvalidSubmission(job.problem)
