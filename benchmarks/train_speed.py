@@ -1,13 +1,21 @@
-"""Seconds per epoch of the course loop against the PyTorch MNIST example's DataLoader loop.
+"""Seconds per epoch of the course loop against the arithmetic floor, both measured in this run.
 
-Same model (TwoLayerCNN), same optimizer (Adadelta lr 1.0, StepLR 0.7), batch 512, one process:
-  course loop      `course_utils.training.fit`: tensors in memory, batches sliced on the device
-  DataLoader loop  torchvision MNIST + ToTensor + Normalize, DataLoader(shuffle=True), as the example
-Then the training time the course loop needs to reach the report's 98.74 % test accuracy, with the
-report's recipe (batch 512: it gets there only in its last epochs) and with batch 128 (4x as many
-updates per epoch, same optimizer and schedule).
+    floor per epoch = training FLOPs per epoch / matmul throughput
+    matmul throughput  a 2048x2048 fp32 `torch.mm` on this device and these threads (median GFLOP/s)
+    training FLOPs     forward MACs per image (`course_utils.cost.count_macs`) x 2 FLOPs per MAC x 3,
+                       assuming the backward pass costs twice the forward (gradients of the inputs and
+                       of the weights), x the training images of one epoch
 
-    python benchmarks/train_speed.py [--epochs 15] [--fast-epochs 6] [--loader-epochs 1] [--threads 2]
+No loop can beat the floor: it is the network's own arithmetic at the speed of a large matmul.
+Rows (TwoLayerCNN, Adadelta lr 1.0 with StepLR 0.7, the report's recipe):
+  course loop      `course_utils.training.fit` (tensors in memory, batches sliced), batch 512 and 32
+  DataLoader loop  torchvision MNIST + ToTensor + Normalize through DataLoader(shuffle=True), batch 512,
+                   as in the PyTorch MNIST example
+Each row: the median of --epochs timed epochs after --warmup epochs that are not counted.
+With --compile the course loop runs `torch.compile(model)`; its first epoch (compiling included)
+is printed on its own line, never inside seconds per epoch.
+
+    python benchmarks/train_speed.py [--epochs 3] [--warmup 1] [--threads 2] [--quick] [--compile]
 """
 import argparse
 import statistics
@@ -17,12 +25,33 @@ import torch
 import torch.nn.functional as F
 from torchvision import datasets, transforms
 
+from course_utils.cost import count_macs
 from course_utils.data import MEAN, STD, load_mnist
 from course_utils.device import get_device, seed_everything
 from course_utils.models import TwoLayerCNN
 from course_utils.training import fit
 
-TARGET = 0.9874
+FLOPS_PER_MAC, TRAIN_OVER_FORWARD = 2, 3
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so that a timer reads finished work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_gflops(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
+    """Median GFLOP/s of an n x n fp32 matmul (2 n^3 FLOPs) on `device`."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    seconds = []
+    for i in range(repeats + 2):                       # the first two warm up
+        synchronize(device)
+        start = time.perf_counter()
+        a @ b
+        synchronize(device)
+        if i >= 2:
+            seconds.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(seconds) / 1e9
 
 
 def recipe(model: torch.nn.Module):
@@ -31,34 +60,32 @@ def recipe(model: torch.nn.Module):
     return optimizer, torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
 
 
-def train_course_loop(data, epochs: int, batch_size: int, device: torch.device):
-    """The report's recipe through `fit`, seed 1."""
+def course_loop_seconds(data, batch_size: int, warmup: int, epochs: int, device: torch.device,
+                        compile_model: bool = False) -> tuple[float, float]:
+    """(first epoch's seconds, median seconds of the epochs after `warmup`) of `fit`, seed 1."""
     seed_everything(1)
     model = TwoLayerCNN()
     optimizer, scheduler = recipe(model)
-    return fit(model, data, optimizer, epochs, batch_size=batch_size, scheduler=scheduler,
-               device=device, progress=False)
+    if compile_model:
+        model = torch.compile(model)
+    history = fit(model, data, optimizer, warmup + epochs, batch_size=batch_size, scheduler=scheduler,
+                  device=device, progress=False)
+    return history.epoch_seconds[0], statistics.median(history.epoch_seconds[warmup:])
 
 
-def reached(history, epochs: int) -> str:
-    """'12.3 s (epoch 3)' for the first epoch at TARGET, or 'not reached'."""
-    seconds = history.seconds_to(TARGET)
-    if seconds is None:
-        return f"not reached in {epochs} epochs"
-    return f"{seconds:.1f} s (epoch {next(i for i, a in enumerate(history.test_acc, 1) if a >= TARGET)})"
-
-
-def dataloader_epoch_seconds(root: str, epochs: int, device: torch.device) -> float:
+def dataloader_loop_seconds(root: str, n_train: int, warmup: int, epochs: int, device: torch.device) -> float:
     """Median seconds per epoch of the example's loop: per-sample ToTensor through a DataLoader."""
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MEAN,), (STD,))])
     train = datasets.MNIST(root, train=True, download=False, transform=transform)
+    train = torch.utils.data.Subset(train, range(n_train))
     loader = torch.utils.data.DataLoader(train, batch_size=512, shuffle=True)
     seed_everything(1)
     model = TwoLayerCNN().to(device)
     optimizer, _ = recipe(model)
+    model.train()
     seconds = []
-    for _ in range(epochs):
-        model.train()
+    for _ in range(warmup + epochs):
+        synchronize(device)
         start = time.perf_counter()
         for X, y in loader:
             X, y = X.to(device), y.to(device)
@@ -66,18 +93,31 @@ def dataloader_epoch_seconds(root: str, epochs: int, device: torch.device) -> fl
             loss = F.cross_entropy(model(X), y)
             loss.backward()
             optimizer.step()
+        synchronize(device)
         seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds)
+    return statistics.median(seconds[warmup:])
+
+
+def parse_args() -> argparse.Namespace:
+    """Command-line options; --quick trains on 10,000 images for 1 + 2 epochs."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per row (the median is shown)")
+    parser.add_argument("--warmup", type=int, default=1, help="epochs run first and not timed")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--images", type=int, default=60_000, help="training images per epoch")
+    parser.add_argument("--quick", action="store_true", help="10,000 images, 1 warm-up + 2 timed epochs")
+    parser.add_argument("--compile", action="store_true", help="also time the course loop on torch.compile(model)")
+    args = parser.parse_args()
+    if args.quick:
+        args.images, args.warmup, args.epochs = 10_000, 1, 2
+    if args.epochs < 1 or args.warmup < 0:
+        parser.error("--epochs must be at least 1 and --warmup at least 0.")
+    return args
 
 
 def main() -> None:
-    """Run both loops and print the table."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=15, help="course-loop epochs (the report's 15)")
-    parser.add_argument("--fast-epochs", type=int, default=6, help="epochs of the batch-128 run")
-    parser.add_argument("--loader-epochs", type=int, default=1, help="DataLoader-loop epochs to time")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    args = parser.parse_args()
+    """Measure the floor and every loop, then print the table."""
+    args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = get_device()
@@ -85,24 +125,38 @@ def main() -> None:
     raw_dir = data.source.removeprefix("MNIST from ")
     if not data.is_full or not raw_dir.endswith("MNIST/raw"):
         raise SystemExit("This benchmark needs the full MNIST in ROOT/MNIST/raw: set MNIST_ROOT=ROOT.")
+    data = data.subset(args.images, 1000)              # evaluation is not timed; keep it short
 
-    history = train_course_loop(data, args.epochs, 512, device)
-    fast = train_course_loop(data, args.fast_epochs, 128, device)
-    course = statistics.median(history.epoch_seconds)
-    loader = dataloader_epoch_seconds(raw_dir.removesuffix("/MNIST/raw"), args.loader_epochs, device)
+    gflops = matmul_gflops(device)
+    macs = count_macs(TwoLayerCNN())
+    flops_per_image = macs * FLOPS_PER_MAC * TRAIN_OVER_FORWARD
+    floor = flops_per_image * len(data.X_train) / (gflops * 1e9)
+    rows, compiled = [], []
+    for batch_size in (512, 32):
+        first, seconds = course_loop_seconds(data, batch_size, args.warmup, args.epochs, device)
+        rows.append((f"course loop (`fit`), batch {batch_size}", seconds))
+        if args.compile:
+            first, seconds = course_loop_seconds(data, batch_size, args.warmup, args.epochs, device, True)
+            rows.append((f"course loop, torch.compile, batch {batch_size}", seconds))
+            compiled.append((batch_size, first - seconds))
+    loader = dataloader_loop_seconds(raw_dir.removesuffix("/MNIST/raw"), len(data.X_train),
+                                     args.warmup, args.epochs, device)
+    rows.append(("DataLoader + ToTensor (PyTorch example), batch 512", loader))
 
-    print(f"device: {device}, torch threads: {torch.get_num_threads()}, TwoLayerCNN, Adadelta lr 1.0, StepLR 0.7\n")
-    print(f"| {'loop (batch 512)':<40} | {'s / epoch':>9} | {'speed-up':>8} |")
-    print(f"|{'-' * 42}|{'-' * 11}|{'-' * 10}|")
-    print(f"| {'DataLoader + ToTensor (PyTorch example)':<40} | {loader:>9.2f} | {1.0:>7.1f}x |")
-    print(f"| {'course loop (tensors on the device)':<40} | {course:>9.2f} | {loader / course:>7.1f}x |")
-    print(f"\n| {'course loop recipe':<22} | {'s / epoch':>9} | {'final test acc':>14} | {'test loss':>9} | "
-          f"time to {100 * TARGET:.2f} % |")
-    print(f"|{'-' * 24}|{'-' * 11}|{'-' * 16}|{'-' * 11}|{'-' * 20}|")
-    for name, h, epochs in ((f"batch 512, {args.epochs} epochs", history, args.epochs),
-                            (f"batch 128, {args.fast_epochs} epochs", fast, args.fast_epochs)):
-        print(f"| {name:<22} | {statistics.median(h.epoch_seconds):>9.2f} | {100 * h.test_acc[-1]:>12.2f} % | "
-              f"{h.test_loss[-1]:>9.4f} | {reached(h, epochs):>18} |")
+    print(f"device: {device}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"{len(data.X_train):,} training images per epoch; median of {args.epochs} epochs after "
+          f"{args.warmup} warm-up\n")
+    print(f"| {'floor':<52} | {'value':>17} |")
+    print(f"|{'-' * 54}|{'-' * 18}:|")
+    print(f"| {'matmul 2048x2048 fp32 (median of 10)':<52} | {gflops:>10.1f} GFLOP/s |")
+    print(f"| {f'training FLOPs per image ({macs:,} MACs x 2 x 3)':<52} | {flops_per_image / 1e6:>12.2f} MFLOP |")
+    print(f"| {'floor per epoch':<52} | {floor:>16.3f} s |")
+    print(f"\n| {'loop':<52} | {'s / epoch':>9} | {'x floor':>7} |")
+    print(f"|{'-' * 54}|{'-' * 10}:|{'-' * 8}:|")
+    for name, seconds in rows:
+        print(f"| {name:<52} | {seconds:>9.2f} | {seconds / floor:>6.2f}x |")
+    for batch_size, seconds in compiled:
+        print(f"\ntorch.compile, batch {batch_size}: the first epoch took {seconds:.1f} s longer (compiling)")
 
 
 if __name__ == "__main__":
