@@ -160,7 +160,7 @@ class Session:
 
     def __init__(self):
         self.standins: dict[int, Any] = {}
-        self.module_tensors: dict[int, list[torch.Tensor]] = {}     # handle -> the stand-in's tensors
+        self.slots: dict[int, list[tuple]] = {}        # handle -> (submodule, name, is parameter) per tensor
         self.modules: dict[int, list[nn.Module]] = {}              # handle -> the stand-in's submodules
 
     def op(self, handle: int, kind: str, name: str, args: tuple, kwargs: dict) -> Any:
@@ -219,7 +219,8 @@ class Session:
                 modules[owner].register_buffer(name, tensors[index], persistent=persistent)
         for m, (path, _, _) in zip(modules, node["modules"]):
             m.__dict__["_replay"] = (self, handle, path)         # from now on, unknown attributes are recorded
-        self.module_tensors[handle] = [params.get(i, t) for i, t in enumerate(tensors)]
+        first = {index: (modules[owner], name, index in params) for owner, name, index, _ in reversed(node["owned"])}
+        self.slots[handle] = [first[i] for i in range(len(tensors))]
         self.modules[handle] = modules
         self.standins[handle] = modules[0]
         return modules[0]
@@ -227,7 +228,7 @@ class Session:
     def apply_module_changes(self, changes: dict) -> None:
         """Give the stand-in modules the values and flags their real modules had after a call."""
         for handle, (values, training) in changes.items():
-            tensors = self.module_tensors[handle]
+            tensors = _tensors(self.slots[handle])
             for i, value in values:
                 if tensors[i].shape == value.shape and tensors[i].dtype == value.dtype:
                     tensors[i].copy_(value)
@@ -237,6 +238,11 @@ class Session:
                 m.training = bool(flag)
 
 
+def _tensors(slots: list[tuple]) -> list[torch.Tensor]:
+    """The tensors a module holds now (a conversion such as .double() replaces buffers)."""
+    return [(m._parameters if is_param else m._buffers)[name] for m, name, is_param in slots]
+
+
 class Recorder(Session):
     """The untrusted side: runs the student's code and records each call as plain data."""
 
@@ -244,7 +250,7 @@ class Recorder(Session):
         super().__init__()
         self.real: dict[int, Any] = {}
         self.ids: dict[int, int] = {}                       # id(real object) -> handle
-        self.real_tensors: dict[int, list[torch.Tensor]] = {}
+        self.real_slots: dict[int, list[tuple]] = {}
         self.events: list[dict] = []
 
     def describe(self, value: Any, args: tuple = (), kwargs: dict | None = None, depth: int = 0) -> Any:
@@ -317,7 +323,7 @@ class Recorder(Session):
         paths = {id(sub): i for i, (_, sub) in reversed(list(enumerate(named)))}
         named = [(p, s) for i, (p, s) in enumerate(named) if paths[id(s)] == i]
         index: dict[int, int] = {}
-        tensors, parameters, owned = [], [], []
+        tensors, parameters, owned, slots = [], [], [], []
         for owner, (_, sub) in enumerate(named):
             own = [(n, t, True) for n, t in sub._parameters.items() if t is not None]
             own += [(n, t, n not in sub._non_persistent_buffers_set) for n, t in sub._buffers.items() if t is not None]
@@ -325,10 +331,11 @@ class Recorder(Session):
                 if id(t) not in index:
                     index[id(t)] = len(tensors)
                     tensors.append(t)
-                    if isinstance(t, nn.Parameter):
+                    slots.append((sub, name, sub._parameters.get(name) is t))
+                    if sub._parameters.get(name) is t:
                         parameters.append((index[id(t)], bool(t.requires_grad)))
                 owned.append((owner, str(name), index[id(t)], persistent))
-        self.real_tensors[handle] = tensors
+        self.real_slots[handle] = slots
         return {TAG: "module", "id": handle, "tensors": [plain_tensor(t) for t in tensors], "parameters": parameters,
                 "owned": owned, "modules": [(p, str(type(s).__name__), bool(s.training)) for p, s in named]}
 
@@ -346,9 +353,11 @@ class Recorder(Session):
 
     def _push(self) -> None:
         """Copy the stand-in modules' values and flags into the student's real modules."""
-        for handle, tensors in self.module_tensors.items():
-            for mine, real in zip(tensors, self.real_tensors[handle]):
-                if mine.shape == real.shape and mine.dtype == real.dtype and not torch.equal(mine, real):
+        for handle, slots in self.slots.items():
+            for mine, real in zip(_tensors(slots), _tensors(self.real_slots[handle])):
+                if mine.shape != real.shape or mine.dtype != real.dtype:
+                    real.data = mine.detach().clone()               # the grader converted it (model.double())
+                elif not torch.equal(mine, real):
                     real.data.copy_(mine)
             for m in self.modules[handle]:
                 self._real_module(m).training = m.training
@@ -360,8 +369,9 @@ class Recorder(Session):
     def _pull(self) -> dict:
         """What changed in the student's real modules during a call: {handle: ([(i, value)], flags)}."""
         changes = {}
-        for handle, tensors in self.module_tensors.items():
-            values = [(i, plain_tensor(real)) for i, (mine, real) in enumerate(zip(tensors, self.real_tensors[handle]))
+        for handle, slots in self.slots.items():
+            pairs = zip(_tensors(slots), _tensors(self.real_slots[handle]))
+            values = [(i, plain_tensor(real)) for i, (mine, real) in enumerate(pairs)
                       if not (mine.shape == real.shape and mine.dtype == real.dtype and torch.equal(mine, real))]
             flags = [self._real_module(m).training for m in self.modules[handle]]
             if values or flags != [m.training for m in self.modules[handle]]:
