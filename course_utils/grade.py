@@ -391,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
     print(f"{args.assignment}: {len(subs)} submissions, {len(subs) - len(todo)} already graded, "
           f"grading {len(todo)} with {args.jobs} job(s)", file=sys.stderr)
-    FORKS.set_forkserver_preload(["course_utils.grading.worker"] +
+    FORKS.set_forkserver_preload(["course_utils.grading.warmup", "course_utils.grading.worker"] +
                                  [f"course_utils.checks.{m.name}" for m in pkgutil.iter_modules(checks.__path__)])
     try:
         grader = Grader(args, questions, gradebook)
