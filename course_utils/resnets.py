@@ -1,9 +1,11 @@
 """Residual networks for MNIST: the building blocks, the report's ResNet and a faster upgrade.
 
 A residual block computes y = relu(F(x) + s(x)), where F is conv-BN-ReLU-conv-BN and the
-shortcut s is the identity when shapes agree, else a 1x1 convolution W_s (with BN) that
-matches channels and stride. Squeeze-and-excitation (SE) rescales the channels of F(x) by
-gates in (0, 1) computed from their global averages.
+shortcut s is the identity when shapes agree, else a 1x1 convolution W_s that matches channels
+and stride. The report's block (`ReportBlock`, its Appendix C) gives every convolution a bias and
+uses a plain 1x1 convolution as W_s; the upgrade's block (`ResidualBlock`) drops the biases (a
+BatchNorm follows each convolution) and puts a BatchNorm after W_s. Squeeze-and-excitation (SE)
+rescales the channels of F(x) by gates in (0, 1) computed from their global averages.
 """
 from __future__ import annotations
 
@@ -71,23 +73,52 @@ class ResidualBlock(nn.Module):
         return torch.relu(out + self.shortcut(x))
 
 
-class ReportResNet(nn.Module):
-    """The reference report's modified ResNet18: every block runs at 13x13.
+class ReportBlock(nn.Module):
+    """The report's residual block (Appendix C): x (N, C_in, H, W) -> (N, C_out, H/stride, W/stride).
 
-    x (N, 1, 28, 28) -> conv 3x3 1->8 (no padding) - BN - ReLU (N, 8, 26, 26) -> max-pool (N, 8, 13, 13)
-    -> 8 residual blocks 8->16->16->32->32->64->64->128->128 (N, 128, 13, 13)
-    -> avg-pool 2 (N, 128, 6, 6) -> flatten (N, 4608) -> fc logits (N, 10).
+    y = relu(bn2(conv2(relu(bn1(conv1(x))))) + s(x)): conv1 3x3 (stride), conv2 3x3, both with padding 1
+    and a bias (nn.Conv2d's default); s = conv3, a plain 1x1 convolution (stride, bias, no BatchNorm),
+    when `use_1x1conv`, else the identity.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, use_1x1conv: bool = False, stride: int = 1):
+        super().__init__()
+        if not use_1x1conv and (in_channels != out_channels or stride != 1):
+            raise ValueError(f"an identity shortcut cannot map ({in_channels} channels, stride {stride}) to "
+                             f"{out_channels} channels: pass use_1x1conv=True.")
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.conv3 = nn.Conv2d(in_channels, out_channels, 1, stride=stride) if use_1x1conv else None
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        return torch.relu(y + (x if self.conv3 is None else self.conv3(x)))
+
+
+class ReportResNet(nn.Module):
+    """The reference report's modified ResNet18 (Appendix C), 745,626 parameters; every block at 13x13.
+
+    x (N, 1, 28, 28) -> conv 3x3 1->8 (no padding, bias) - BN - ReLU (N, 8, 26, 26) -> max-pool 2, stride 2
+    (N, 8, 13, 13) -> 8 `ReportBlock`s 8->16->16->32->32->64->64->128->128, a 1x1 conv3 where the channels
+    change (N, 128, 13, 13) -> avg-pool 2 (N, 128, 6, 6) -> flatten (N, 4608) -> fc logits (N, 10).
+    `downsample=True` is a variant for the comparison, not the report's network: the blocks 16->32, 32->64
+    and 64->128 take stride 2 (13 -> 7 -> 4 -> 2), so the avg-pool leaves (N, 128, 1, 1) and fc is 128->10.
     """
 
     CHANNELS = (8, 16, 16, 32, 32, 64, 64, 128, 128)
 
-    def __init__(self, num_classes: int = 10):
+    def __init__(self, num_classes: int = 10, downsample: bool = False):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, bias=False), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2))
-        self.blocks = nn.Sequential(*[ResidualBlock(c_in, c_out)
-                                      for c_in, c_out in zip(self.CHANNELS, self.CHANNELS[1:])])
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2))
+        blocks = []
+        for c_in, c_out in zip(self.CHANNELS, self.CHANNELS[1:]):
+            stride = 2 if downsample and c_in != c_out and c_in >= 16 else 1
+            blocks.append(ReportBlock(c_in, c_out, use_1x1conv=c_in != c_out, stride=stride))
+        self.blocks = nn.Sequential(*blocks)
         self.pool = nn.AvgPool2d(2)
-        self.fc = nn.Linear(36 * 128, num_classes)
+        self.fc = nn.Linear((1 if downsample else 36) * 128, num_classes)
         self.to(memory_format=torch.channels_last)   # channels-last layout: faster convolutions on CPUs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -154,34 +185,6 @@ class Augment(nn.Module):
         return random_affine(x, self.max_degrees, self.max_shift) if self.training else x
 
 
-def conv_stack(depth: int, residual: bool, channels: int = 16) -> nn.Sequential:
-    """A deep stack without BatchNorm: stem conv, `depth` conv-ReLU layers (each with an identity
-    shortcut when `residual`), global average pool, fc. For the gradient-flow experiment."""
-    layers: list[nn.Module] = [nn.Conv2d(1, channels, 3, padding=1)]
-    for _ in range(depth):
-        layer = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU())
-        layers.append(Residual(layer) if residual else layer)
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, 10))
-
-
-class Residual(nn.Module):
-    """y = f(x) + x for any shape-preserving module f."""
-
-    def __init__(self, f: nn.Module):
-        super().__init__()
-        self.f = f
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.f(x) + x
-
-
-def first_layer_grad_norm(model: nn.Sequential, X: torch.Tensor, y: torch.Tensor) -> float:
-    """Norm of the cross-entropy gradient with respect to the first layer's weight."""
-    model.zero_grad()
-    F.cross_entropy(model(X), y).backward()
-    return model[0].weight.grad.norm().item()
-
-
 def sgd_cosine(model: nn.Module, epochs: int, lr: float = 0.1, weight_decay: float = 5e-4
                ) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LambdaLR]:
     """SGD with Nesterov momentum 0.9 and a per-epoch cosine decay: epoch e (0-based) trains at
@@ -193,8 +196,8 @@ def sgd_cosine(model: nn.Module, epochs: int, lr: float = 0.1, weight_decay: flo
 
 
 def estimate_epoch_seconds(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int,
-                           steps: int = 4, device: torch.device | None = None) -> float:
-    """Seconds for one training epoch over 60,000 images, extrapolated from `steps` timed SGD steps
+                           steps: int = 4, device: torch.device | None = None, epoch_images: int = 60_000) -> float:
+    """Seconds for one training epoch over `epoch_images` images, extrapolated from `steps` timed SGD steps
     (after one untimed warm-up step) on the first images of (X, y). The model's weights change."""
     device = device or get_device()
     model.to(device)
@@ -203,4 +206,4 @@ def estimate_epoch_seconds(model: nn.Module, X: torch.Tensor, y: torch.Tensor, b
     train_epoch(model, X[:batch_size], y[:batch_size], optimizer, batch_size)   # returns after syncing
     start = time.perf_counter()
     train_epoch(model, X[batch_size:], y[batch_size:], optimizer, batch_size)
-    return (time.perf_counter() - start) / (len(X) - batch_size) * 60_000
+    return (time.perf_counter() - start) / (len(X) - batch_size) * epoch_images

@@ -18,6 +18,11 @@ def _build(cls, *args) -> nn.Module:
     return module
 
 
+def _count(module: nn.Module) -> int:
+    """Number of parameters of a module."""
+    return sum(p.numel() for p in module.parameters())
+
+
 def _copy_parameters(theirs: nn.Module, ours: nn.Module, what: str, order_hint: str) -> None:
     """Copy `ours` parameters into `theirs`, in order; reshapes allowed (1x1 conv for a linear)."""
     got = [p for p in theirs.parameters()]
@@ -39,11 +44,17 @@ def check_residual_block(StudentBlock) -> str:
     order = ("define conv1 (3x3, stride, no bias), bn1, conv2 (3x3, no bias), bn2, then the shortcut: "
              "nothing for the identity, a 1x1 conv (stride, no bias) and a BatchNorm for the projection.")
     g = torch.Generator().manual_seed(6)
-    cases = [(8, 8, 1, "identity"), (8, 16, 1, "projection"), (8, 16, 2, "strided projection")]
+    cases = [(8, 8, 1, "identity"), (8, 16, 1, "projection"), (8, 16, 2, "strided projection"),
+             (8, 8, 2, "strided projection, equal channels")]
     for c_in, c_out, stride, kind in cases:
         torch.manual_seed(0)
         theirs, ours = _build(StudentBlock, c_in, c_out, stride), ResidualBlock(c_in, c_out, stride)
         what = f"ResidualBlock({c_in}, {c_out}, {stride}) ({kind} shortcut)"
+        if c_in == c_out and stride != 1 and _count(theirs) == _count(ResidualBlock(c_in, c_out)):
+            raise Mistake(f"{what} has no projection shortcut: with stride {stride}, F(x) is "
+                          f"{10 // stride}x{10 // stride} on a 10x10 input, while the identity keeps x at 10x10.",
+                          "use the 1x1 projection whenever stride != 1 or in_channels != out_channels, "
+                          "not only when the channels change.")
         _copy_parameters(theirs, ours, what, order)
         x = torch.randn(4, c_in, 10, 10, generator=g)
         for mode in ("train", "eval"):
@@ -62,7 +73,8 @@ def check_residual_block(StudentBlock) -> str:
                               "apply the final ReLU after adding the shortcut: relu(F(x) + s(x)).")
             expect_close(out, want, f"the output of {what} in {mode} mode",
                          "F(x) = bn2(conv2(relu(bn1(conv1(x))))); y = relu(F(x) + shortcut(x)).", atol=1e-4)
-    return "identity, projection and strided projection shortcuts give the reference output in train and eval mode."
+    return ("identity, projection and strided projection shortcuts (also with equal channels) give the "
+            "reference output in train and eval mode.")
 
 
 @question("se_block", NOTEBOOK, answer_name="SEBlock", points=2)

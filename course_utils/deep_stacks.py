@@ -1,0 +1,109 @@
+"""Deep stacks of 3x3 convolutions for notebook 06 §3: initialisation, activations, gradient flow, degradation.
+
+`conv_stack` builds x (N, 1, 28, 28) -> stem conv 1->C, stride 2, and max-pool 2 (N, C, 7, 7) -> `depth`
+layers of (C, 7, 7) -> flatten (N, 49 C) -> fc logits (N, 10). The flatten head lets a shallow stack classify as
+well as a deep one can, so depth is not confounded with the receptive field. A layer is conv-[BN]-act (plain),
+act(x + [BN](conv(x))) (residual "post": the ReLU after the addition, as in the original ResNet) or
+x + conv(act([BN](x))) (residual "pre": pre-activation, the identity path left untouched).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .training import train_epoch
+
+ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "sigmoid": nn.Sigmoid}
+INITS = ("default", "xavier", "he")
+RESIDUALS = (None, "post", "pre")
+
+
+def initialise(model: nn.Module, scheme: str) -> nn.Module:
+    """Re-draw every conv and linear weight: 'default' keeps PyTorch's (uniform, Var W = 1 / (3 fan_in));
+    'xavier' N(0, 2 / (fan_in + fan_out)) (Glorot, for tanh and sigmoid); 'he' N(0, 2 / fan_in) (for ReLU).
+    Xavier and He also zero the biases. Returns the model."""
+    if scheme not in INITS:
+        raise ValueError(f"init must be one of {INITS}, not {scheme!r}.")
+    if scheme == "default":
+        return model
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            if scheme == "xavier":
+                nn.init.xavier_normal_(m.weight)
+            else:
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return model
+
+
+class StackLayer(nn.Module):
+    """One (C, H, W) -> (C, H, W) layer of `conv_stack`: plain, residual 'post' or residual 'pre'."""
+
+    def __init__(self, channels: int, activation: str, batchnorm: bool, residual: str | None):
+        super().__init__()
+        self.residual = residual
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.bn = nn.BatchNorm2d(channels) if batchnorm else nn.Identity()
+        self.act = ACTIVATIONS[activation]()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.residual == "pre":
+            return x + self.conv(self.act(self.bn(x)))      # identity path untouched
+        out = self.bn(self.conv(x))
+        return self.act(x + out) if self.residual == "post" else self.act(out)
+
+
+def conv_stack(depth: int, residual: str | None = None, batchnorm: bool = False, activation: str = "relu",
+               init: str = "default", channels: int = 16) -> nn.Sequential:
+    """The stack of the module docstring with `depth` layers after the stem (see `StackLayer`)."""
+    if residual not in RESIDUALS or activation not in ACTIVATIONS:
+        raise ValueError(f"residual must be one of {RESIDUALS} and activation one of {tuple(ACTIVATIONS)}.")
+    stem = [nn.Conv2d(1, channels, 3, stride=2, padding=1), nn.MaxPool2d(2)]
+    stem += [nn.BatchNorm2d(channels)] if batchnorm else []
+    layers = [StackLayer(channels, activation, batchnorm, residual) for _ in range(depth)]
+    head = ([nn.BatchNorm2d(channels)] if batchnorm else []) + [nn.Flatten(), nn.Linear(channels * 7 * 7, 10)]
+    model = nn.Sequential(*stem, ACTIVATIONS[activation](), *layers, *head)
+    return initialise(model, init).to(memory_format=torch.channels_last)   # faster convolutions on CPUs
+
+
+def first_layer_grad_norm(model: nn.Sequential, X: torch.Tensor, y: torch.Tensor) -> float:
+    """Norm of the cross-entropy gradient with respect to the first layer's weight, on one batch (X, y)."""
+    model.train()
+    model.zero_grad()
+    F.cross_entropy(model(X), y).backward()
+    return model[0].weight.grad.norm().item()
+
+
+def train_steps(model: nn.Module, X: torch.Tensor, y: torch.Tensor, steps: int, batch_size: int = 64,
+                lr: float = 0.05, seed: int = 1) -> list[float]:
+    """Train `steps` SGD steps (momentum 0.9) on shuffled batches of (X, y) with the course's
+    `train_epoch`; return the per-step training losses. Needs len(X) >= steps * batch_size."""
+    if len(X) < steps * batch_size:
+        raise ValueError(f"{steps} steps of {batch_size} need {steps * batch_size} images, got {len(X)}.")
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    generator = torch.Generator().manual_seed(seed)
+    n = steps * batch_size
+    X = X[:n].contiguous(memory_format=torch.channels_last)
+    losses, _ = train_epoch(model, X, y[:n], optimizer, batch_size, generator)
+    return losses
+
+
+def dead_fraction(model: nn.Sequential, X: torch.Tensor) -> float:
+    """Fraction of the ReLU channels in `model` that output 0 for every image and pixel of X."""
+    dead, total = [], []
+
+    def hook(module, inputs, out):
+        dead.append((out.amax(dim=(0, 2, 3)) <= 0).sum().item())
+        total.append(out.shape[1])
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.ReLU)]
+    try:
+        model.eval()
+        with torch.inference_mode():
+            model(X)
+    finally:
+        for h in handles:
+            h.remove()
+    return sum(dead) / max(1, sum(total))
