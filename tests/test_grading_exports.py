@@ -114,3 +114,16 @@ def test_html_feedback_beside_feedback_md_escapes_everything(tmp_path):
     assert HOSTILE in text and f"feedback for eve{HOSTILE}" in text and "0 / 3 points" in text
     jose = (results["José García"].folder / "feedback.html").read_text()
     assert jose.count('<tr class="full">') == 2 and "García" in jose
+
+
+def test_late_notes_reach_html_and_gradescope(tmp_path):
+    _, folder = write_class(tmp_path, class_results())
+    results = load_results(folder)
+    note = "Handed in 2.0 h late: 10 % off <b>"
+    exports.write_html_feedback(results, ASSIGNMENT, {"bob": note})
+    page = (results["bob"].folder / "feedback.html").read_text()
+    assert "<h2>Late submission</h2><p>Handed in 2.0 h late: 10 % off &lt;b&gt;</p>" in page
+    assert "Late submission" not in (results["José García"].folder / "feedback.html").read_text()
+    exports.write_gradescope(results, {"bob": 0.9}, {"bob": note})
+    bob = json.loads((results["bob"].folder / "results.json").read_text())
+    assert bob["score"] == 0.9 and bob["output"].endswith("10 % off &lt;b&gt;")

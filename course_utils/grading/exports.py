@@ -29,8 +29,9 @@ def _markdown_text(text: str) -> str:
     return html.escape(str(text), quote=False)
 
 
-def gradescope_results(result: dict, score: float | None = None) -> dict:
-    """The Gradescope autograder results.json for one result dict (`score` overrides the total, e.g. late)."""
+def gradescope_results(result: dict, score: float | None = None, note: str = "") -> dict:
+    """The Gradescope autograder results.json for one result dict (`score` overrides the total, e.g.
+    after a late penalty that `note` explains)."""
     tests = [{"name": qid, "number": str(i), "score": float(q["points"]), "max_score": float(q["max_points"]),
               "status": "passed" if float(q["points"]) >= float(q["max_points"]) else "failed",
               "output": _markdown_text(q.get("message", "")), "output_format": "md"}
@@ -39,16 +40,21 @@ def gradescope_results(result: dict, score: float | None = None) -> dict:
               f"{EXPLAIN.get(result['status'], '')}"
     if result.get("message"):
         summary += f"\n\nWhat the grader saw: {_markdown_text(result['message'])}"
+    if note:
+        summary += f"\n\n{_markdown_text(note)}"
     return {"score": float(result["total"] if score is None else score), "output": summary, "output_format": "md",
             "test_output_format": "md", "execution_time": float(result.get("seconds", 0)), "tests": tests}
 
 
-def write_gradescope(results: dict[str, StudentResult], scores: dict[str, float] | None = None) -> list[Path]:
-    """Entry point: write `results.json` in every student's feedback folder; return the paths."""
+def write_gradescope(results: dict[str, StudentResult], scores: dict[str, float] | None = None,
+                     notes: dict[str, str] | None = None) -> list[Path]:
+    """Entry point: write `results.json` in every student's feedback folder (`scores` and `notes`
+    per student, e.g. from the late policy); return the paths."""
     paths = []
     for student, r in sorted(results.items()):
         path = r.folder / "results.json"
-        path.write_text(json.dumps(gradescope_results(r.result, (scores or {}).get(student)), indent=1),
+        path.write_text(json.dumps(gradescope_results(r.result, (scores or {}).get(student), (notes or {}).get(student, "")),
+                                   indent=1),
                         encoding="utf-8")
         paths.append(path)
     return paths
@@ -133,8 +139,9 @@ STYLE = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto
          "td.msg{white-space:pre-wrap}.full{background:#e8f5e9}.part{background:#fff8e1}.zero{background:#ffebee}")
 
 
-def feedback_html(assignment: str, result: dict) -> str:
-    """The student's feedback as a standalone HTML page (same content as feedback.md, all escaped)."""
+def feedback_html(assignment: str, result: dict, note: str = "") -> str:
+    """The student's feedback as a standalone HTML page (same content as feedback.md and its late
+    note, all escaped)."""
     e = lambda v: html.escape(str(v), quote=True)
     rows = []
     for qid, q in result["questions"].items():
@@ -151,14 +158,16 @@ def feedback_html(assignment: str, result: dict) -> str:
         f"<p><strong>{float(result['total']):g} / {float(result['max']):g} points</strong>, status "
         f"<code>{e(result['status'])}</code>: {e(EXPLAIN.get(result['status'], ''))}</p>", saw,
         "<p>Points come from the grader's own run of the checks; your <code>check(...)</code> cells were not run.</p>",
-        "<table><tr><th>question</th><th>points</th><th>message</th></tr>", *rows, "</table>", "</body></html>", ""])
+        "<table><tr><th>question</th><th>points</th><th>message</th></tr>", *rows, "</table>",
+        f"<h2>Late submission</h2><p>{e(note)}</p>" if note else "", "</body></html>", ""])
 
 
-def write_html_feedback(results: dict[str, StudentResult], assignment: str) -> list[Path]:
-    """Entry point: `feedback.html` beside each student's feedback.md; return the paths."""
+def write_html_feedback(results: dict[str, StudentResult], assignment: str,
+                        notes: dict[str, str] | None = None) -> list[Path]:
+    """Entry point: `feedback.html` beside each student's feedback.md (with `notes`, e.g. late); return the paths."""
     paths = []
-    for r in results.values():
+    for student, r in results.items():
         path = r.folder / "feedback.html"
-        path.write_text(feedback_html(assignment, r.result), encoding="utf-8")
+        path.write_text(feedback_html(assignment, r.result, (notes or {}).get(student, "")), encoding="utf-8")
         paths.append(path)
     return paths

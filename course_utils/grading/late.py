@@ -142,13 +142,19 @@ def note_in_feedback(feedback_md: Path, text: str) -> None:
     feedback_md.write_text(body + SECTION + text + "\n", encoding="utf-8")
 
 
+def notes(times: dict[str, datetime | None], policy: LatePolicy) -> dict[str, str]:
+    """Each student's late-policy sentence (for feedback, HTML and Gradescope)."""
+    return {s: lateness(policy, t).describe(policy) for s, t in times.items()}
+
+
 def write_late_report(rows: list[dict[str, str]], times: dict[str, datetime | None], policy: LatePolicy,
                       out: Path, folders: dict[str, Path] | None = None) -> list[dict[str, str]]:
     """Entry point: write the late report CSV to `out`; with `folders` (student -> feedback folder)
     also tell each student in their feedback.md. Returns the report rows."""
     report = late_report(rows, times, policy)
     write_csv(out, REPORT_COLUMNS, report)
+    sentences = notes(times, policy)
     for student, folder in (folders or {}).items():
-        if student in times:
-            note_in_feedback(Path(folder) / "feedback.md", lateness(policy, times[student]).describe(policy))
+        if student in sentences:
+            note_in_feedback(Path(folder) / "feedback.md", sentences[student])
     return report
