@@ -1,0 +1,142 @@
+"""Notebook 05's experiments: traced and warmed-up runs of the two-layer CNN, cached like `train_or_load`."""
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import MNISTData
+from .device import get_device
+from .model_cache import TrainConfig, _load, build_model, cache_path, train_or_load
+from .training import History, fit
+
+
+@dataclass
+class StepTrace:
+    """Per optimiser step: the norm of the mini-batch gradient and of the update it caused."""
+
+    grad_norm: list[float] = field(default_factory=list)
+    update_norm: list[float] = field(default_factory=list)
+
+    @property
+    def effective_lr(self) -> torch.Tensor:
+        """|Δθ| / |g| per step: the constant lr for plain SGD, adaptive for Adadelta."""
+        return torch.tensor(self.update_norm) / torch.tensor(self.grad_norm)
+
+
+def _flat(tensors) -> torch.Tensor:
+    return torch.cat([t.detach().reshape(-1) for t in tensors])
+
+
+def trace_steps(optimizer: torch.optim.Optimizer) -> StepTrace:
+    """Record |g| and |Δθ| of every `optimizer.step()` from now on (step hooks; nothing else changes)."""
+    trace, before = StepTrace(), {}
+    params = lambda: [p for group in optimizer.param_groups for p in group["params"]]
+
+    def pre(opt, args, kwargs):
+        before["theta"] = _flat(params())
+        trace.grad_norm.append(_flat([p.grad for p in params() if p.grad is not None]).norm().item())
+
+    def post(opt, args, kwargs):
+        trace.update_norm.append((_flat(params()) - before["theta"]).norm().item())
+
+    optimizer.register_step_pre_hook(pre)
+    optimizer.register_step_post_hook(post)
+    return trace
+
+
+def linear_warmup(optimizer: torch.optim.Optimizer, target_lr: float, steps: int) -> None:
+    """Ramp every group's lr linearly from its current value to `target_lr` over the first `steps` steps."""
+    start = [group["lr"] for group in optimizer.param_groups]
+    count = [0]
+
+    def pre(opt, args, kwargs):
+        count[0] += 1
+        frac = min(1.0, count[0] / steps)
+        for group, lr0 in zip(optimizer.param_groups, start):
+            group["lr"] = lr0 + frac * (target_lr - lr0)
+
+    optimizer.register_step_pre_hook(pre)
+
+
+def traced_run(config: TrainConfig, data: MNISTData, device: torch.device | None = None
+               ) -> tuple[History, StepTrace]:
+    """Train `config` (no scheduler) with every step traced; not cached (use small runs)."""
+    model = build_model(config)
+    optimizer = getattr(torch.optim, config.optimizer)(model.parameters(), lr=config.lr)
+    trace = trace_steps(optimizer)
+    history = fit(model, data, optimizer, config.epochs, config.batch_size, seed=config.seed,
+                  device=device, progress=False)
+    return history, trace
+
+
+def warmup_path(config: TrainConfig, data: MNISTData, warmup_lr: float, warmup_steps: int) -> Path:
+    """Cache file of `config` started at `warmup_lr` and ramped to `config.lr` over `warmup_steps`."""
+    plain = cache_path(config, data)
+    return plain.with_name(f"{plain.stem}-warmup-{warmup_lr:g}-{warmup_steps}.pt")
+
+
+def train_sgd(config: TrainConfig, data: MNISTData, warmup_lr: float | None = None, warmup_steps: int = 0,
+              device: torch.device | None = None) -> tuple[nn.Module, History]:
+    """Plain SGD as `config` says, optionally warmed up from `warmup_lr`; cached either way."""
+    if config.optimizer != "SGD" or config.lr_gamma is not None:
+        raise ValueError("train_sgd trains plain SGD at a fixed rate: use optimizer='SGD', lr_gamma=None.")
+    if warmup_lr is None or warmup_steps == 0:
+        return train_or_load(config, data, device, progress=False)
+    device = device or get_device()
+    path, model = warmup_path(config, data, warmup_lr, warmup_steps), build_model(config)
+    history = _load(path, model)
+    if history is None:
+        optimizer = torch.optim.SGD(model.parameters(), lr=warmup_lr)
+        linear_warmup(optimizer, config.lr, warmup_steps)
+        history = fit(model, data, optimizer, config.epochs, config.batch_size, seed=config.seed,
+                      device=device, progress=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"config": asdict(config), "warmup": [warmup_lr, warmup_steps],
+                    "state_dict": model.state_dict(), "history": asdict(history)}, path)
+    return model.to(device).eval(), history
+
+
+def images_seen(history: History, n_train: int, batch_size: int) -> torch.Tensor:
+    """Training images processed after each step (an epoch's last batch may be partial)."""
+    per_epoch = [min(batch_size, n_train - start) for start in range(0, n_train, batch_size)]
+    return torch.tensor(per_epoch * len(history.epoch_seconds)).cumsum(0)
+
+
+def seconds_elapsed(history: History) -> torch.Tensor:
+    """Training seconds at the end of each step, each epoch's time spread evenly over its steps."""
+    steps = len(history.step_loss) // len(history.epoch_seconds)
+    return (torch.tensor(history.epoch_seconds).repeat_interleave(steps) / steps).cumsum(0)
+
+
+def loss_file_seconds(steps: int, samples: int = 12, repeats: int = 3) -> tuple[float, float]:
+    """Measured cost of `np.load` + `np.save` of the whole loss array at every step, as the report did.
+
+    Times one load-append-save at `samples` array lengths between 1 and `steps`, fits
+    seconds = a + b * length, and sums it over the lengths 1..steps. Returns (total s, s per call at the end).
+    """
+    lengths = np.unique(np.linspace(1, steps, samples).astype(int))
+    costs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "loss.npy"
+        for n in lengths:
+            np.save(path, np.zeros(n - 1))
+            start = time.perf_counter()
+            for _ in range(repeats):
+                np.save(path, np.append(np.load(path), 0.0))
+            costs.append((time.perf_counter() - start) / repeats)
+    b, a = np.polyfit(lengths, costs, 1)
+    total = a * steps + b * steps * (steps + 1) / 2
+    return float(total), float(a + b * steps)
+
+
+def best_by_validation(histories: dict[float, History]) -> float:
+    """The key (a learning rate) whose run ended with the highest validation accuracy."""
+    if not all(h.val_acc for h in histories.values()):
+        raise ValueError("choosing needs validation accuracies: train on data.with_validation().")
+    return max(sorted(histories), key=lambda lr: histories[lr].val_acc[-1])
