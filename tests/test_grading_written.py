@@ -172,3 +172,18 @@ def test_written_scores_survive_a_regrade(graded):
     written.put_back(graded["book"], graded["exercise"], kept)
     assert read_gradebook(graded["book"]) == merged
     assert written.set_aside(graded["root"] / "none.csv", graded["exercise"]) == {}
+
+
+def test_exporting_again_keeps_the_marking_already_entered(graded):
+    paths = written.export_written(graded["exercise"], graded["notebooks"], graded["root"] / "written", ASSIGNMENT)
+    filled = fill(paths["scores"], {("José García", "why_pool"): "1", ("heading", "why_pool"): "0.5"})
+    filled.replace(paths["scores"])                          # the instructor saved over scores.csv
+    with open(paths["scores"], "a", newline="") as f:
+        csv.writer(f).writerow(["gone", "why_pool", "1", "answered", "1", "left the course"])
+    del graded["notebooks"]["placeholder"]
+    written.export_written(graded["exercise"], graded["notebooks"], graded["root"] / "written", ASSIGNMENT)
+    with open(paths["scores"], newline="") as f:
+        rows = {(r["student"], r["question"]): r for r in csv.DictReader(f)}
+    assert rows["José García", "why_pool"]["score"] == "1" and rows["heading", "why_pool"]["score"] == "0.5"
+    assert rows["gone", "why_pool"]["comment"] == "left the course" and ("placeholder", "why_pool") not in rows
+    assert rows["deleted", "shortcut"]["score"] == ""

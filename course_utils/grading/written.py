@@ -121,19 +121,34 @@ def sheet(question: WrittenQuestion, answers: list[Answer], assignment: str) -> 
 
 def export(answers: list[Answer], questions: list[WrittenQuestion], out_dir: Path,
            assignment: str) -> dict[str, Path]:
-    """Write one `<question>.md` sheet per question and `scores.csv` (score cells empty); return the paths."""
+    """Write one `<question>.md` sheet per question and `scores.csv`; return the paths.
+
+    Score cells start empty; scores and comments already entered in an existing scores.csv are kept
+    (a re-run never erases marking), also for students no longer in the run.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for q in questions:
         paths[q.id] = out_dir / f"{q.id}.md"
         paths[q.id].write_text(sheet(q, answers, assignment), encoding="utf-8")
-    points = {q.id: q.max_points for q in questions}
-    rows = [[a.student, a.question, f"{points[a.question]:g}", a.state, "", ""]
-            for a in sorted(answers, key=lambda a: ([q.id for q in questions].index(a.question), a.student))]
+    points, order = {q.id: q.max_points for q in questions}, [q.id for q in questions]
     paths["scores"] = out_dir / "scores.csv"
+    filled = _filled(paths["scores"])
+    rows = [[a.student, a.question, f"{points[a.question]:g}", a.state, *filled.pop((a.student, a.question), ("", ""))]
+            for a in sorted(answers, key=lambda a: (order.index(a.question), a.student))]
+    rows += [[s, q, "", "not in this run", *kept] for (s, q), kept in filled.items()]
     write_csv(paths["scores"], SCORE_COLUMNS, rows)
     return paths
+
+
+def _filled(path: Path) -> dict[tuple[str, str], tuple[str, str]]:
+    """The score and comment already entered in a scores.csv, by (student, question); {} if none."""
+    if not path.is_file():
+        return {}
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        return {(r["student"], r["question"]): (r.get("score") or "", r.get("comment") or "")
+                for r in csv.DictReader(f) if (r.get("score") or r.get("comment")) and "student" in r}
 
 
 def read_scores(path: Path, questions: list[WrittenQuestion], students: set[str],
