@@ -62,8 +62,8 @@ def test_file_times_and_the_report_in_feedback(tmp_path):
     folders = {s: r.folder for s, r in load_results(folder).items()}
     report = late.write_late_report(read_gradebook(book).rows, found, POLICY, tmp_path / "late.csv", folders)
     by = {r["student"]: r for r in report}
-    assert (by["José García"]["late_periods"], by["José García"]["penalty_percent"], by["José García"]["final"]) == \
-        ("2", "20", "2.4")
+    jose = by["José García"]
+    assert (jose["late_periods"], jose["penalty_percent"], jose["final"]) == ("2", "20", "2.4")
     assert (by["on_time"]["final"], by["on_time"]["hours_late"], by["no_file"]["submitted_utc"]) == ("3", "0.00", "")
     with open(tmp_path / "late.csv", newline="") as f:
         assert [r["final"] for r in csv.DictReader(f)] == ["2.4", "0", "3"]

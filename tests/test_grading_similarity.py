@@ -32,7 +32,11 @@ def conv_output_size(n, k, padding=0, stride=1):
     assert stride > 0, "bad stride"
     return math.floor((n - k + 2 * padding) / stride) + 1
 '''
-STUB = 'def conv_output_size(n, k, padding=0, stride=1):\n    """Output width."""\n    # YOUR CODE HERE\n    raise NotImplementedError()'
+STUB = '''\
+def conv_output_size(n, k, padding=0, stride=1):
+    """Output width."""
+    # YOUR CODE HERE
+    raise NotImplementedError()'''
 
 
 def student(code: str, *extra) -> nbformat.NotebookNode:

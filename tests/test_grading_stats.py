@@ -17,7 +17,8 @@ NOT_ATTEMPTED = "not attempted yet: replace `raise NotImplementedError()` in `sq
 def test_messages_that_differ_only_in_values_group_together():
     a = stats.normalise(WRONG.format(x=3, got=6, want=9))
     assert a == stats.normalise(WRONG.format(x=-2, got=-4, want=4)) == "square(N) returned N, expected N."
-    assert stats.normalise("got <object at 0x7f3a2b> for 'Alice'") == stats.normalise("got <object at 0x55aa> for 'Bob'")
+    assert stats.normalise("got <object at 0x7f3a2b> for 'Alice'") == \
+        stats.normalise("got <object at 0x55aa> for 'Bob'")
     assert stats.normalise("your code raised ValueError: bad\n   Hint: look (line 12: x = 1)") == \
         "your code raised ValueError: bad Hint: look (line N: x = N)"
     assert stats.normalise(NOT_ATTEMPTED) == stats.normalise("not attempted yet: `square` is None.")

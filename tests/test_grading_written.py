@@ -124,7 +124,8 @@ def test_filled_scores_merge_into_the_gradebook_and_can_be_merged_again(graded):
     assert book.columns == ["student", "add", "square", "why_pool", "shortcut", "total", "max", "status",
                             "seconds", "message"] == merged.columns
     rows = book.by_student()
-    assert (rows["José García"]["total"], rows["José García"]["max"], rows["José García"]["shortcut"]) == ("5.5", "6", "1.5")
+    jose = rows["José García"]
+    assert (jose["total"], jose["max"], jose["shortcut"]) == ("5.5", "6", "1.5")
     assert (rows["deleted"]["why_pool"], rows["deleted"]["total"]) == ("0", "3")
     assert rows["no_file"]["total"] == "0" and rows["no_file"]["max"] == "6"
     again = fill(paths["scores"], {("José García", "why_pool"): "0", ("José García", "shortcut"): "2",
@@ -147,7 +148,7 @@ def test_bad_score_sheets_are_refused_with_every_problem_named(graded):
         written.merge_written(graded["book"], filled, graded["exercise"])
     text = str(err.value)
     for expected in ("'ten', not a number", "score 3 is outside 0..2", "score -1 is outside 0..1",
-                     "no such student", "no written question 'essay'", "scored twice", "line 12"):
+                     "no such student", "no written question 'essay'", "scored twice", "row 12"):
         assert expected in text, expected
     assert graded["book"].read_bytes() == before
     unscored = fill(paths["scores"], {})

@@ -53,8 +53,8 @@ def write_gradescope(results: dict[str, StudentResult], scores: dict[str, float]
     paths = []
     for student, r in sorted(results.items()):
         path = r.folder / "results.json"
-        path.write_text(json.dumps(gradescope_results(r.result, (scores or {}).get(student), (notes or {}).get(student, "")),
-                                   indent=1),
+        data = gradescope_results(r.result, (scores or {}).get(student), (notes or {}).get(student, ""))
+        path.write_text(json.dumps(data, indent=1),
                         encoding="utf-8")
         paths.append(path)
     return paths
@@ -93,8 +93,8 @@ def read_roster(path: Path) -> dict[str, RosterEntry]:
             continue
         if r.get(key, "") in roster:
             raise ValueError(f"the roster {path} lists {r[key]!r} twice (line {line}).")
-        roster[r.get(key, "")] = RosterEntry(r.get(key, ""), r.get("Student", ""), r.get("ID", ""),
-                                             r.get("SIS User ID", ""), r.get("SIS Login ID", ""), r.get("Section", ""))
+        roster[r.get(key, "")] = RosterEntry(*(r.get(c, "") for c in (key, "Student", "ID", "SIS User ID",
+                                                                       "SIS Login ID", "Section")))
     return roster
 
 
@@ -157,7 +157,8 @@ def feedback_html(assignment: str, result: dict, note: str = "") -> str:
         f"<h1>{e(assignment)}: feedback for {e(result['student'])}</h1>",
         f"<p><strong>{float(result['total']):g} / {float(result['max']):g} points</strong>, status "
         f"<code>{e(result['status'])}</code>: {e(EXPLAIN.get(result['status'], ''))}</p>", saw,
-        "<p>Points come from the grader's own run of the checks; your <code>check(...)</code> cells were not run.</p>",
+        "<p>Points come from the grader's own run of the checks; "
+        "your <code>check(...)</code> cells were not run.</p>",
         "<table><tr><th>question</th><th>points</th><th>message</th></tr>", *rows, "</table>",
         f"<h2>Late submission</h2><p>{e(note)}</p>" if note else "", "</body></html>", ""])
 

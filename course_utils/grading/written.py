@@ -110,7 +110,8 @@ def _quote(text: str) -> str:
 def sheet(question: WrittenQuestion, answers: list[Answer], assignment: str) -> str:
     """The Markdown reading sheet of one question: the prompt, then each student's answer."""
     mine = [a for a in answers if a.question == question.id]
-    lines = [f"# {assignment}: written answer `{question.id}` ({question.max_points:g} point{'s' if question.max_points != 1 else ''})", "",
+    unit = "point" if question.max_points == 1 else "points"
+    lines = [f"# {assignment}: written answer `{question.id}` ({question.max_points:g} {unit})", "",
              _quote(question.prompt) if question.prompt else "", "",
              f"{sum(a.state == 'answered' for a in mine)} of {len(mine)} students answered.", ""]
     for a in mine:
@@ -135,8 +136,9 @@ def export(answers: list[Answer], questions: list[WrittenQuestion], out_dir: Pat
     points, order = {q.id: q.max_points for q in questions}, [q.id for q in questions]
     paths["scores"] = out_dir / "scores.csv"
     filled = _filled(paths["scores"])
-    rows = [[a.student, a.question, f"{points[a.question]:g}", a.state, *filled.pop((a.student, a.question), ("", ""))]
-            for a in sorted(answers, key=lambda a: (order.index(a.question), a.student))]
+    answers = sorted(answers, key=lambda a: (order.index(a.question), a.student))
+    rows = [[a.student, a.question, f"{points[a.question]:g}", a.state,
+             *filled.pop((a.student, a.question), ("", ""))] for a in answers]
     rows += [[s, q, "", "not in this run", *kept] for (s, q), kept in filled.items()]
     write_csv(paths["scores"], SCORE_COLUMNS, rows)
     return paths
@@ -169,7 +171,7 @@ def read_scores(path: Path, questions: list[WrittenQuestion], students: set[str]
         errors = []
         for line, r in enumerate(reader, start=2):
             student, qid, text = r["student"], r["question"], (r["score"] or "").strip()
-            where = f"line {line} ({student!r}, {qid!r})"
+            where = f"row {line} ({student!r}, {qid!r})"
             if student not in students:
                 errors.append(f"{where}: no such student in the gradebook")
             elif qid not in maxima:
@@ -224,11 +226,14 @@ def merge(book: Gradebook, scores: dict[tuple[str, str], float | None],
     return Gradebook(columns, rows)
 
 
-def unmerge(book: Gradebook, questions: list[WrittenQuestion]) -> tuple[Gradebook, dict[tuple[str, str], float | None]]:
+Scores = dict[tuple[str, str], float | None]
+
+
+def unmerge(book: Gradebook, questions: list[WrittenQuestion]) -> tuple[Gradebook, Scores]:
     """The inverse of `merge`: `book` without its written columns (totals and maxima as graded)
     and the written scores it held, to merge again after regrading."""
     present = [q for q in questions if q.id in book.columns]
-    scores: dict[tuple[str, str], float | None] = {}
+    scores: Scores = {}
     rows = []
     for r in book.rows:
         r = dict(r)
