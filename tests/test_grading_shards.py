@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,17 @@ def test_merging_shards_reproduces_the_single_gradebook(tmp_path):
     assert sorted(copied) == sorted(STUDENTS)
     assert copied["José García"].result == next(r for r in results if r["student"] == "José García")
     assert all((r.folder / "feedback.md").is_file() for r in copied.values())
+
+
+def test_shards_merge_where_their_volume_is_mounted_elsewhere(tmp_path):
+    books = sharded(tmp_path / "grading-node", class_results())
+    (tmp_path / "grading-node").rename(tmp_path / "laptop")
+    moved = [tmp_path / "laptop" / b.relative_to(tmp_path / "grading-node") for b in books]
+    assert len(shards.merge(moved, tmp_path / "book.csv").rows) == len(STUDENTS)
+    assert len(load_results(tmp_path / "book")) == len(STUDENTS)
+    shutil.rmtree(moved[0].with_suffix(""))
+    with pytest.raises(FileNotFoundError, match="no feedback folder for"):
+        shards.merge(moved, tmp_path / "again.csv")
 
 
 def test_merge_refuses_duplicates_mismatches_and_missing_shards(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 from collections import Counter
@@ -49,11 +50,24 @@ def info_path(gradebook: Path) -> Path:
 
 
 def write_info(gradebook: Path, assignment: str, k: int, n: int, feedback: Path | None = None) -> Path:
-    """Record which assignment and shard a gradebook holds (for `merge` to check)."""
+    """Record which assignment and shard a gradebook holds, and its feedback folder relative to it
+    (so that the shard can be merged on another machine, where the volume lies elsewhere)."""
     path = info_path(gradebook)
+    folder = Path(feedback or Path(gradebook).with_suffix(""))
     path.write_text(json.dumps({"assignment": assignment, "shard": k, "of": n,
-                                "feedback": str(feedback or Path(gradebook).with_suffix(""))}))
+                                "feedback": os.path.relpath(folder.resolve(), path.parent.resolve())}))
     return path
+
+
+def _feedback_dir(gradebook: Path, info: dict | None, given: Path | None) -> Path:
+    """A shard's feedback folder: as given, as its description says, or the gradebook path without .csv."""
+    candidates = [Path(given)] if given else [gradebook.parent / info["feedback"]] if info else []
+    candidates.append(gradebook.with_suffix(""))
+    for folder in candidates:
+        if folder.is_dir():
+            return folder
+    raise FileNotFoundError(f"no feedback folder for {gradebook} (looked in {', '.join(map(str, candidates))}); "
+                            "copy it beside the gradebook or pass the shards' feedback folders.")
 
 
 def _infos(gradebooks: list[Path]) -> list[dict | None]:
@@ -122,8 +136,7 @@ def merge(gradebooks: list[Path], out: Path, out_feedback: Path | None = None,
     infos = _infos(gradebooks)
     _check_shards(gradebooks, infos, allow_partial)
     merged = merge_books([(str(g), read_gradebook(g)) for g in gradebooks])
-    dirs = [Path(d) if d else Path(i["feedback"]) if i else g.with_suffix("")
-            for g, i, d in zip(gradebooks, infos, feedback_dirs or [None] * len(gradebooks))]
+    dirs = [_feedback_dir(g, i, d) for g, i, d in zip(gradebooks, infos, feedback_dirs or [None] * len(gradebooks))]
     target = Path(out_feedback or out.with_suffix(""))
     plan = _feedback_plan(dirs, target)
     for src, dst in plan:
@@ -136,8 +149,6 @@ def _feedback_plan(dirs: list[Path], target: Path) -> list[tuple[Path, Path]]:
     """(source, destination) folders to copy: each student folder once; `_changed` per shard."""
     plan, seen = [], {}
     for i, d in enumerate(dirs, start=1):
-        if not d.is_dir():
-            continue
         for sub in sorted(d.iterdir()):
             if not sub.is_dir():
                 continue
