@@ -15,7 +15,7 @@ from pathlib import Path
 
 import nbformat
 
-from .tables import LAST, Gradebook, number, read_gradebook, write_csv, write_gradebook
+from .tables import Gradebook, number, read_gradebook, write_csv, write_gradebook
 
 TAG, QUESTION_KEY, POINTS_KEY = "written-answer", "written_question", "written_points"
 PLACEHOLDER = "YOUR ANSWER HERE"
@@ -208,7 +208,7 @@ def merge(book: Gradebook, scores: dict[tuple[str, str], float | None],
     Merging again replaces the earlier written scores, so a corrected CSV can be merged twice.
     """
     new = [q for q in questions if q.id not in book.columns]
-    at = len(book.columns) - len(LAST)
+    at = 1 + len(book.questions)
     columns = book.columns[:at] + [q.id for q in new] + book.columns[at:]
     rows = []
     for r in book.rows:
