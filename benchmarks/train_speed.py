@@ -67,6 +67,7 @@ def course_loop_seconds(data, batch_size: int, warmup: int, epochs: int, device:
     model = TwoLayerCNN()
     optimizer, scheduler = recipe(model)
     if compile_model:
+        torch.compiler.reset()                         # compile afresh: each row pays its own compile time
         model = torch.compile(model)
     history = fit(model, data, optimizer, warmup + epochs, batch_size=batch_size, scheduler=scheduler,
                   device=device, progress=False)
