@@ -3,7 +3,6 @@ import torch
 from torch import nn
 
 from course_utils.cost import count_macs, count_parameters, layer_costs
-from course_utils.layers import Dropout
 from course_utils.models import MLP, TutorialCNN, TwoLayerCNN
 
 
@@ -49,37 +48,3 @@ def test_mlp_baseline_matches_the_cnn_budget(mnist):
     assert model(mnist.X_train[:5]).shape == (5, 10)
     assert count_parameters(model) == 784 * 188 + 188 + 188 * 10 + 10 == 149_470
     assert abs(count_parameters(model) - count_parameters(TwoLayerCNN())) < 100
-
-
-def test_cheaper_dropout_has_nn_dropouts_statistics(mnist):
-    X = mnist.X_train[:100].flatten(1)                     # 78,400 real activations, many zero
-    X = (X - X.min() + 0.1).requires_grad_()               # all positive: a zero output means dropped
-    n = X.numel()
-    for p in (0.25, 0.5):
-        ours, theirs = Dropout(p).train(), nn.Dropout(p).train()
-        out, ref = ours(X), theirs(X)
-        for y in (out, ref):                               # dropped fraction within 4 standard errors of p
-            assert abs((y == 0).float().mean().item() - p) < 4 * (p * (1 - p) / n) ** 0.5
-            kept = y != 0
-            assert torch.allclose(y[kept], X[kept] / (1 - p))  # survivors scaled by 1 / (1 - p)
-        se_mean = (p / (1 - p) * X.detach().pow(2).mean().item() / n) ** 0.5
-        assert abs(out.mean().item() - X.mean().item()) < 4 * se_mean   # E[dropout(x)] = x
-        both = ((out == 0) & (ours(X) == 0)).float().mean().item()   # a fresh mask every call
-        assert abs(both - p * p) < 4 * (p * p * (1 - p * p) / n) ** 0.5
-        out.sum().backward()                               # the gradient passes through the same mask
-        assert torch.equal(X.grad, (out != 0) / (1 - p))
-        X.grad = None
-        ours.eval()
-        assert torch.equal(ours(X), X)                     # identity in eval mode
-    assert torch.equal(Dropout(1.0).train()(X), torch.zeros_like(X)) and torch.equal(Dropout(0.0).train()(X), X)
-
-
-def test_two_layer_cnn_keeps_its_keys_and_drops_activations_in_training(mnist):
-    model = TwoLayerCNN()
-    assert list(model.state_dict()) == [f"{layer}.{kind}" for layer in ("conv1", "conv2", "fc1", "fc2")
-                                        for kind in ("weight", "bias")]
-    assert (model.dropout1.p, model.dropout2.p) == (0.25, 0.5) and isinstance(model.dropout1, nn.Dropout)
-    X = mnist.X_train[:8]
-    with torch.no_grad():
-        assert not torch.equal(model.train()(X), model(X))
-        assert torch.equal(model.eval()(X), model(X))
