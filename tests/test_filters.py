@@ -208,3 +208,21 @@ def test_checks_catch_the_common_mistakes():
     assert "not centred" in grade("plot_filters", minmax_filters).message
     assert "hook is still registered" in grade("feature_maps", leaky_hook).message
     assert "model.eval()" in grade("feature_maps", train_mode).message
+
+
+def test_checks_compute_references_before_the_students_code_can_change_its_inputs():
+    def zeroing_maps(model, image, layer):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.zero_()
+            image.zero_()
+        return feature_maps(model, image, [layer])[layer]      # maps of the zeroed model: all biases, no weights
+
+    def zeroing_filters(weight, ax=None):
+        with torch.no_grad():
+            weight.zero_()
+        ax.imshow(torch.zeros(10, 10), cmap="RdBu_r", vmin=-1, vmax=1)
+        return ax
+
+    assert not grade("feature_maps", zeroing_maps).passed
+    assert not grade("plot_filters", zeroing_filters).passed

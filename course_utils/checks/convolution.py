@@ -94,7 +94,7 @@ def _check_conv2d(conv2d: Callable[..., Any], name: str) -> str:
         image = torch.randn(h, w, generator=g, dtype=torch.float64)
         kernel = torch.randn(k, k, generator=g, dtype=torch.float64)
         with _CountTorchCalls() as counter:
-            got = conv2d(image.to(dtype), kernel.to(dtype), stride=s, padding=p)
+            got = conv2d(image.to(dtype, copy=True), kernel.to(dtype, copy=True), stride=s, padding=p)
         if counter.used_conv2d:
             raise Mistake(f"{name} calls F.conv2d: the point is to compute it yourself.",
                           "use loops over output pixels, or F.unfold and one matrix product.")

@@ -1,4 +1,6 @@
 """Questions of notebook 04 (filter visualization): a filter grid, feature maps through hooks."""
+import copy
+
 import numpy as np
 import torch
 from matplotlib.figure import Figure
@@ -24,16 +26,16 @@ def check_plot_filters(plot_filters) -> str:
     weights = {"conv1 of the two-layer CNN (8, 1, 3, 3)": _seeded(TwoLayerCNN).conv1.weight.detach(),
                "a (4, 3, 5, 5) layer": torch.randn(4, 3, 5, 5, generator=torch.Generator().manual_seed(1))}
     for what, weight in weights.items():
+        want = filter_grid(weight)                     # references first, on data the student never receives
         fig = Figure()
         ax = fig.add_subplot()
-        returned = plot_filters(weight, ax=ax)
+        returned = plot_filters(weight.clone(), ax=ax)
         if returned is not ax:
             raise Mistake(f"plot_filters(weight, ax=ax) returned {type(returned).__name__}, not the axes it drew on.",
                           "draw with ax.imshow(...) and `return ax`; create axes only when ax is None.")
         if len(ax.images) != 1:
             raise Mistake(f"for {what} the axes hold {len(ax.images)} images; draw the whole grid with one imshow.")
         image = ax.images[0]
-        want = filter_grid(weight)
         got = expect_shape(torch.as_tensor(np.ma.filled(image.get_array(), np.nan)), tuple(want.shape),
                            f"the grid drawn for {what}",
                            "make_grid(..., nrow=8, padding=1) on (C_out, 1, k, k); for C_in > 1 reshape to "
@@ -64,11 +66,12 @@ def check_feature_maps(feature_maps) -> str:
         model.train()
         with torch.no_grad():                          # give BatchNorm running statistics to use
             model(torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(3)))
-        got = feature_maps(model, image, layer)
-        if model.get_submodule(layer)._forward_hooks:
+        students = copy.deepcopy(model)                # still in training mode, as a student may leave it
+        want = feature_maps_reference(model, image, [layer])[layer]      # before the student's code runs
+        got = feature_maps(students, image.clone(), layer)
+        if students.get_submodule(layer)._forward_hooks:
             raise Mistake(f"after feature_maps(model, image, {layer!r}) a hook is still registered on that layer.",
                           "keep the handle from register_forward_hook and call handle.remove() (in a finally).")
-        want = feature_maps_reference(model, image, [layer])[layer]
         if isinstance(got, torch.Tensor) and got.dim() == 4 and got.shape[0] == 1:
             raise Mistake(f"the maps for {layer!r} have shape {tuple(got.shape)}; return (C, H, W) for the one image.",
                           "index the batch dimension away: output[0].")
