@@ -1,6 +1,7 @@
 """Grade a class's exercise notebooks with papermill, one sandboxed worker per student.
 
     python -m course_utils.grade SUBMISSIONS --assignment NAME --out GRADEBOOK.csv [--jobs N] [--force]
+    python -m course_utils.grade --merge BOOK-1.csv BOOK-2.csv ... --out GRADEBOOK.csv   (join --shard runs)
 
 SUBMISSIONS holds one notebook per student (`ID.ipynb`, or a folder `ID/` holding it); the id is
 that name exactly as given (accents, spaces). Each is executed with papermill (`smoke=True`) in
@@ -13,6 +14,9 @@ column per question, total, max, status, seconds, message) and, per student, the
 notebook, feedback.md, result.json and log.txt in the feedback folder (one folder per student,
 its id percent-encoded by `folder_name`). Output paths among the hand-ins are refused before
 anything runs. A re-run grades only students not yet in the gradebook, unless --force.
+Beside the gradebook it then writes the instructor's reports (item analysis, written-answer
+sheets, HTML feedback; on request late policy, similarity, Gradescope and Canvas exports):
+see `course_utils.grading.instructor`.
 """
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ from tqdm.auto import tqdm
 
 from . import checks
 from .checks import questions_for
-from .grading import feedback, processes
+from .grading import feedback, instructor, processes, shards, written
 from .grading.checker import import_checks
 from .grading.guard import Guard
 from .grading.sandbox import Limits
@@ -57,8 +61,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line (see the module docstring)."""
     p = argparse.ArgumentParser(prog="cnn-course-grade", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("submissions", type=Path, help="folder with one notebook (or folder) per student")
-    p.add_argument("--assignment", required=True, help="exercise notebook name, e.g. 03_two_layer_cnn")
+    p.add_argument("submissions", type=Path, nargs="?", help="folder with one notebook (or folder) per student")
+    p.add_argument("--assignment", help="exercise notebook name, e.g. 03_two_layer_cnn")
     p.add_argument("--out", required=True, type=Path, help="gradebook CSV to write")
     p.add_argument("--feedback", type=Path, help="per-student folders (default: the gradebook path without .csv)")
     p.add_argument("--jobs", type=int, default=1, help="students graded in parallel (default 1)")
@@ -81,7 +85,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-network", action="store_true", help="run student code without network access")
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()), help="where working folders go")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    instructor.add_arguments(p)
     args = p.parse_args(argv)
+    instructor.check_arguments(p, args)
+    if not args.merge and (args.submissions is None or args.assignment is None):
+        p.error("give SUBMISSIONS and --assignment (or --merge BOOK... --out BOOK.csv)")
     if args.jobs < 1:
         p.error("--jobs must be at least 1")
     return args
@@ -351,6 +359,8 @@ def output_problem(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Grade every submission; return 0 when the gradebook is written."""
     args = parse_args(argv)
+    if args.merge:
+        return instructor.merge_command(args)
     if problem := output_problem(args):
         print(problem, file=sys.stderr)
         return 2
@@ -374,7 +384,10 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as err:
         print(err, file=sys.stderr)
         return 2
+    if args.shard:
+        subs = shards.shard(subs, *args.shard)
     args.work.mkdir(parents=True, exist_ok=True)
+    kept = written.set_aside(args.out, exercise)
     try:
         gradebook = Gradebook(args.out, [q["id"] for q in questions])
     except ValueError as err:
@@ -403,8 +416,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"interrupted: {len(gradebook.rows)} students are in {args.out}; run again to grade the rest",
               file=sys.stderr)
+        written.put_back(args.out, exercise, kept)
         return 130
     gradebook.write()
+    grader.feedback_dir.mkdir(parents=True, exist_ok=True)      # also for a shard that holds nobody
+    written.put_back(args.out, exercise, kept)
+    if args.shard:
+        shards.write_info(args.out, args.assignment, *args.shard, grader.feedback_dir)
+    try:
+        instructor.after_grading(args, exercise, questions, {s.student: s.path for s in subs}, grader.feedback_dir)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"{args.out} is written, but a report failed: {err}", file=sys.stderr)
+        return 2
     counts = {s: sum(r["status"] == s for r in gradebook.rows.values()) for s in STATUSES}
     print(f"wrote {args.out}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n), file=sys.stderr)
     return 0
