@@ -35,6 +35,11 @@ class History:
     val_loss: list[float] = field(default_factory=list)
     val_acc: list[float] = field(default_factory=list)
 
+    def record(self, split: str, loss: float, acc: float) -> None:
+        """Append one evaluation of `split` ('val' or 'test')."""
+        getattr(self, f"{split}_loss").append(loss)
+        getattr(self, f"{split}_acc").append(acc)
+
     @property
     def seconds(self) -> float:
         """Total training time (evaluation excluded)."""
@@ -109,7 +114,9 @@ def fit(model: nn.Module, data: MNISTData, optimizer: torch.optim.Optimizer, epo
 
     With a validation split (`data.with_validation()`), the validation set is scored after every
     epoch and the test set once, after the last. Without one, the test set is scored after every
-    epoch, as the reports did: fine for watching a fixed recipe, never for choosing. The scheduler (if any) steps once per epoch. Data and model move to `device` (default:
+    epoch, as the reports did: fine for watching a fixed recipe, never for choosing.
+
+    The scheduler (if any) steps once per epoch. Data and model move to `device` (default:
     `get_device()`) once, in channels-last layout (faster convolutions on CPU and GPU); the
     shuffling order is fixed by `seed`.
     """
@@ -136,12 +143,8 @@ def fit(model: nn.Module, data: MNISTData, optimizer: torch.optim.Optimizer, epo
             history.train_acc.append(train_acc)
             watched = "val" if data.has_validation else "test"
             loss, acc = evaluate(model, *data.split(watched), test_batch_size)
-            getattr(history, f"{watched}_loss").append(loss)
-            getattr(history, f"{watched}_acc").append(acc)
+            history.record(watched, loss, acc)
             bar.set_postfix(epoch=epoch + 1, **{f"{watched}_acc": f"{100 * acc:.2f}%"})
     if data.has_validation:                                 # the test set, once, at the end
-        loss, acc = evaluate(model, data.X_test, data.y_test, test_batch_size)
-        history.test_loss.append(loss)
-        history.test_acc.append(acc)
+        history.record("test", *evaluate(model, data.X_test, data.y_test, test_batch_size))
     return history
-
