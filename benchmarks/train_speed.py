@@ -155,7 +155,7 @@ def main() -> None:
     print(f"\n| {'loop':<52} | {'s / epoch':>9} | {'x floor':>7} |")
     print(f"|{'-' * 54}|{'-' * 10}:|{'-' * 8}:|")
     for name, seconds in rows:
-        print(f"| {name:<52} | {seconds:>9.2f} | {seconds / floor:>6.2f}x |")
+        print(f"| {name:<52} | {seconds:>9.3f} | {seconds / floor:>6.2f}x |")
     for batch_size, seconds in compiled:
         print(f"\ntorch.compile, batch {batch_size}: the first epoch took {seconds:.1f} s longer (compiling)")
 
