@@ -1,8 +1,10 @@
 """Generate exercises/ from solutions/: the solution notebooks are the single source.
 
 In code cells, every region from a line `### BEGIN SOLUTION` to a line `### END SOLUTION`
-becomes `# YOUR CODE HERE` and `raise NotImplementedError()` at the same indentation;
-outputs and execution counts are cleared.
+becomes `# YOUR CODE HERE` and `raise NotImplementedError()` at the same indentation, except a
+region that only assigns values to names (a prediction, a multiple-choice letter), which becomes
+`name = None  # YOUR ANSWER HERE` for each name; outputs and execution counts are cleared. A cell tagged `written-answer` (a written question,
+graded by hand) holds the model answer in solutions/ and the placeholder in exercises/.
 
     python -m course_utils.exercises           # regenerate exercises/
     python -m course_utils.exercises --check   # exit 1 if exercises/ is stale
@@ -10,12 +12,16 @@ outputs and execution counts are cleared.
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import re
+import textwrap
 import sys
 from pathlib import Path
 
 import nbformat
+
+from .grading.written import PLACEHOLDER, TAG as WRITTEN_TAG
 
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -23,17 +29,40 @@ _REGION = re.compile(rf"^([ \t]*){re.escape(BEGIN)}[^\n]*\n.*?^[ \t]*{re.escape(
                      re.MULTILINE | re.DOTALL)
 
 
+def _assigned_names(body: str) -> list[str] | None:
+    """The names a region's body assigns, if it is nothing but `name = value` statements; else None."""
+    try:
+        statements = ast.parse(textwrap.dedent(body)).body
+    except SyntaxError:
+        return None
+    if not statements or not all(isinstance(s, ast.Assign) and len(s.targets) == 1
+                                  and isinstance(s.targets[0], ast.Name) for s in statements):
+        return None
+    return list(dict.fromkeys(s.targets[0].id for s in statements))
+
+
+def _stub(match: re.Match) -> str:
+    """The student's version of one solution region."""
+    indent, body = match[1], match[0].split("\n", 1)[1].rsplit("\n", 1)[0]
+    names = _assigned_names(body)
+    if names:
+        return "\n".join(f"{indent}{name} = None  # YOUR ANSWER HERE" for name in names)
+    return f"{indent}# YOUR CODE HERE\n{indent}raise NotImplementedError()"
+
+
 def strip_solutions(source: str) -> str:
     """Replace each BEGIN/END SOLUTION region of `source` by the stub, keeping its indentation."""
     if source.count(BEGIN) != source.count(END):
         raise ValueError(f"unbalanced {BEGIN!r}/{END!r} markers in cell:\n{source}")
-    return _REGION.sub(lambda m: f"{m[1]}# YOUR CODE HERE\n{m[1]}raise NotImplementedError()", source)
+    return _REGION.sub(_stub, source)
 
 
 def make_exercise(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The student version of a solution notebook."""
     nb = copy.deepcopy(solution)
     for cell in nb.cells:
+        if WRITTEN_TAG in cell.metadata.get("tags", []):
+            cell.source = PLACEHOLDER
         if cell.cell_type == "code":
             cell.source = strip_solutions(cell.source)
             cell.outputs, cell.execution_count = [], None

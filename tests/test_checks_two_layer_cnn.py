@@ -118,7 +118,7 @@ def test_check_never_raises(answer, fragment, attempted, capsys):
 
 def test_check_prints_what_it_verified(capsys):
     result = check("flat_features", flat_features_reference)
-    assert result.passed and capsys.readouterr().out.startswith("✅ [flat_features] flat_features is right")
+    assert result.passed and capsys.readouterr().out.startswith("✅ PASS [flat_features] flat_features is right")
 
 
 def test_unknown_question_is_a_message_not_an_error():

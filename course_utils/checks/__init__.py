@@ -2,9 +2,14 @@
 
 Each notebook's questions live in a submodule (`two_layer_cnn.py`, ...), registered with
 `@question(...)`. A question's grader receives the student's answer and either returns a string
-saying what it verified, or raises `Mistake(what_differed, hint)`. `check` turns everything
-else (a stub's NotImplementedError, None, a crash or a wrong type inside the student's code)
-into a message: it never raises, so the notebook runs on.
+saying what it verified, or raises `Mistake(what_differed, hint)` (with `earned=` for partial
+credit). `check` turns everything else (a stub's NotImplementedError, None, a crash or a wrong
+type inside the student's code) into a message: it never raises, so the notebook runs on. It
+also reports the warnings the student's code raised while it was checked.
+
+Written questions (`written_question(...)`) are graded by hand: their check says so. In a
+notebook, `check_all()` prints every question of that notebook with its state, and
+`hint(question_id)` gives that question's hints one tier per call, the formula last.
 
 The grader (`course_utils.grade`) runs each grader twice: in a child process against a stand-in
 that runs and records the student's code, then in the process that decides the points against
@@ -16,31 +21,59 @@ the student's code never received.
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
+import sysconfig
 import traceback
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 NOT_ATTEMPTED = "not attempted yet"
+WRITTEN_NOTE = "recorded for your instructor: graded by hand from the written-answer cell above"
+MARKS = {"pass": "✅ PASS", "part": "🟡 PART", "fail": "❌ FAIL", "todo": "⏳ TODO", "written": "✍ WRITTEN"}
+_LIBRARIES = tuple(sorted({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}))
+_QUIET_WARNINGS = (DeprecationWarning, PendingDeprecationWarning)
+KINDS = {"implement": "write a function or a module", "predict": "predict a value, then run the cell that measures it",
+         "concept": "a numeric or multiple-choice question, each wrong option explained",
+         "debug": "fix a short function that has real bugs", "backward": "a backward pass, checked against autograd",
+         "challenge": "an open-ended target, checked on held-out data", "written": "a short written answer, graded by hand"}
 
 
 class Mistake(Exception):
-    """Raised by a grader: `message` says what differed, `hint` what to look at."""
+    """Raised by a grader: `message` says what differed, `hint` what to look at.
 
-    def __init__(self, message: str, hint: str = ""):
+    `earned` > 0 gives partial credit (clamped to the question's points); `credit` says what earned it.
+    """
+
+    def __init__(self, message: str, hint: str = "", earned: float = 0.0, credit: str = ""):
         super().__init__(message)
-        self.message, self.hint = message, hint
+        self.message, self.hint, self.earned, self.credit = message, hint, earned, credit
 
 
 @dataclass(frozen=True)
 class Question:
-    """A registered question: its notebook, points, the notebook name of the answer, its grader."""
+    """A registered question: its notebook, points, the notebook name of the answer, its grader, its hints."""
 
     id: str
     notebook: str
     answer_name: str
     max_points: float
     grader: Callable[[Any], str]
+    hints: tuple[str, ...] = ()
+    kind: str = "implement"
+
+
+@dataclass(frozen=True)
+class WrittenQuestion:
+    """A question answered in a written-answer cell and graded by hand."""
+
+    id: str
+    notebook: str
+    max_points: float
+    hints: tuple[str, ...] = ()
+    kind: str = "written"
 
 
 @dataclass(frozen=True)
@@ -53,18 +86,47 @@ class CheckResult:
     max_points: float
     message: str
     attempted: bool = True
+    written: bool = False
+
+    @property
+    def state(self) -> str:
+        """One of pass, part, fail, todo, written."""
+        if self.written:
+            return "written"
+        if not self.attempted:
+            return "todo"
+        return "pass" if self.passed else ("part" if self.points > 0 else "fail")
+
+    @property
+    def mark(self) -> str:
+        """The emoji and the word shown for this state (the word for screens without emoji)."""
+        return MARKS[self.state]
 
 
 QUESTIONS: dict[str, Question] = {}
+WRITTEN: dict[str, WrittenQuestion] = {}
+_HINTS_SHOWN: dict[str, int] = {}
 
 
-def question(qid: str, notebook: str, answer_name: str | None = None,
-             points: float = 1.0) -> Callable[[Callable[[Any], str]], Callable[[Any], str]]:
-    """Register the decorated grader as question `qid` of `notebook` (answer defined as `answer_name`)."""
+def question(qid: str, notebook: str, answer_name: str | None = None, points: float = 1.0,
+             hints: tuple[str, ...] = (), kind: str = "implement") -> Callable[[Callable[[Any], str]], Callable[[Any], str]]:
+    """Register the decorated grader as question `qid` of `notebook` (answer defined as `answer_name`).
+
+    `hints` are shown one per `hint(qid)` call: where to look first, the formula or the fix last.
+    `kind` is one of KINDS.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind {kind!r} of {qid!r} is not one of {', '.join(KINDS)}")
+
     def register(grader: Callable[[Any], str]) -> Callable[[Any], str]:
-        QUESTIONS[qid] = Question(qid, notebook, answer_name or qid, points, grader)
+        QUESTIONS[qid] = Question(qid, notebook, answer_name or qid, points, grader, tuple(hints), kind)
         return grader
     return register
+
+
+def written_question(qid: str, notebook: str, points: float = 1.0, hints: tuple[str, ...] = ()) -> None:
+    """Register `qid` as a written question of `notebook` (its cell is tagged written-answer)."""
+    WRITTEN[qid] = WrittenQuestion(qid, notebook, points, tuple(hints))
 
 
 def load_all() -> dict[str, Question]:
@@ -79,38 +141,159 @@ def questions_for(notebook: str) -> list[Question]:
     return [q for q in load_all().values() if q.notebook == notebook]
 
 
+def written_for(notebook: str) -> list[WrittenQuestion]:
+    """The written questions of one notebook, in registration order."""
+    load_all()
+    return [w for w in WRITTEN.values() if w.notebook == notebook]
+
+
+def _is_student_file(filename: str) -> bool:
+    """Whether a traceback frame's file is the student's (not course_utils, not a library)."""
+    return ("course_utils" not in Path(filename).parts and not filename.startswith(_LIBRARIES)
+            and not filename.startswith("<frozen"))
+
+
+def _library_of(filename: str) -> str:
+    """A short name for where a library frame lives: 'torch', 'numpy', 'the check'."""
+    parts = Path(filename).parts
+    if "course_utils" in parts:
+        return "the check"
+    for marker in ("site-packages", "dist-packages"):
+        if marker in parts and parts.index(marker) + 1 < len(parts):
+            return parts[parts.index(marker) + 1].removesuffix(".py")
+    return "Python's standard library"
+
+
 def _student_frame(tb: traceback.StackSummary) -> str:
-    """Where in the student's code an exception happened (the last frame outside course_utils)."""
-    frames = [f for f in tb if "course_utils" not in f.filename]
-    return f" (line {frames[-1].lineno}: {frames[-1].line})" if frames and frames[-1].line else ""
+    """Where in the student's code an exception happened: their last line, and the library it went into."""
+    frames = [f for f in tb if _is_student_file(f.filename)]
+    if not frames or not frames[-1].line:
+        return ""
+    inside = "" if _is_student_file(tb[-1].filename) else f"raised inside {_library_of(tb[-1].filename)}, "
+    return f" ({inside}from your line {frames[-1].lineno}: {frames[-1].line})"
 
 
-def grade(qid: str, answer: Any) -> CheckResult:
-    """Grade `answer` for question `qid` without printing; never raises."""
-    q = load_all().get(qid)
-    if q is None:
-        known = ", ".join(sorted(QUESTIONS))
-        return CheckResult(qid, False, 0.0, 0.0, f"unknown question id {qid!r}; known ids: {known}")
-    fail = lambda msg, attempted=True: CheckResult(qid, False, 0.0, q.max_points, msg, attempted)
-    if answer is None or answer is Ellipsis:
-        return fail(f"{NOT_ATTEMPTED}: `{q.answer_name}` is {answer!r}.", attempted=False)
+def _warning_advice(w: warnings.WarningMessage) -> str:
+    """What to change for a warning the student's code raised while it was checked."""
+    text = str(w.message)
+    if "requires_grad" in text and "scalar" in text:
+        return "return a plain Python number: loss.item(), not the loss tensor."
+    if "overflow" in text or "invalid value" in text:
+        return "a value overflowed: look for exp() or a division by zero."
+    if "deprecated" in text.lower():
+        return "use the replacement the warning names."
+    return "it does not change the points, but fix what it says."
+
+
+def _warnings_note(caught: list[warnings.WarningMessage]) -> str:
+    """One line per distinct warning: its category, text and what to change."""
+    seen = []
+    for w in caught:
+        line = f"{w.category.__name__}: {str(w.message).splitlines()[0][:160]}"
+        if not issubclass(w.category, _QUIET_WARNINGS) and line not in [s for s, _ in seen]:
+            seen.append((line, _warning_advice(w)))
+    return "".join(f"\n   Warning while your code ran: {line}. Change: {advice}" for line, advice in seen[:3])
+
+
+def _run_grader(q: Question, answer: Any) -> CheckResult:
+    """Run q's grader on `answer` and turn whatever happens into a CheckResult."""
+    fail = lambda msg, attempted=True, points=0.0: CheckResult(q.id, False, points, q.max_points, msg, attempted)
     try:
         verified = q.grader(answer)
     except NotImplementedError:
         return fail(f"{NOT_ATTEMPTED}: replace `raise NotImplementedError()` in `{q.answer_name}` "
                     "with your code.", attempted=False)
     except Mistake as m:
-        return fail(m.message + (f"\n   Hint: {m.hint}" if m.hint else ""))
+        earned = min(max(float(m.earned), 0.0), q.max_points) if m.earned else 0.0
+        credit = f"\n   Partial credit: {earned:g} of {q.max_points:g} points for {m.credit}." if earned else ""
+        return fail(m.message + (f"\n   Hint: {m.hint}" if m.hint else "") + credit, points=earned)
     except (Exception, SystemExit) as err:
         where = getattr(err, "student_where", None)       # set on errors replayed by the grader
         where = where if isinstance(where, str) else _student_frame(traceback.extract_tb(err.__traceback__))
         return fail(f"your code raised {type(err).__name__}: {err}{where}")
-    return CheckResult(qid, True, q.max_points, q.max_points, verified)
+    return CheckResult(q.id, True, q.max_points, q.max_points, verified)
 
 
-def check(qid: str, answer: Any) -> CheckResult:
-    """Grade `answer` for question `qid`, print ✅/❌ with the message, and return the result."""
+def grade(qid: str, answer: Any) -> CheckResult:
+    """Grade `answer` for question `qid` without printing; never raises."""
+    q = load_all().get(qid)
+    if q is None:
+        if qid in WRITTEN:
+            return CheckResult(qid, False, 0.0, WRITTEN[qid].max_points, WRITTEN_NOTE, written=True)
+        known = ", ".join(sorted(QUESTIONS))
+        return CheckResult(qid, False, 0.0, 0.0, f"unknown question id {qid!r}; known ids: {known}")
+    if answer is None or answer is Ellipsis:
+        return CheckResult(qid, False, 0.0, q.max_points, f"{NOT_ATTEMPTED}: `{q.answer_name}` is {answer!r}.",
+                           attempted=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _run_grader(q, answer)
+    note = _warnings_note(caught) if result.attempted else ""
+    return CheckResult(result.question, result.passed, result.points, result.max_points, result.message + note,
+                       result.attempted) if note else result
+
+
+def _show(result: CheckResult) -> None:
+    """Print one check line: mark and word, question id, message, points."""
+    points = "" if result.written else f"  ({result.points:g}/{result.max_points:g} points)"
+    print(f"{result.mark} [{result.question}] {result.message}{points}")
+
+
+def check(qid: str, answer: Any = None) -> CheckResult:
+    """Grade `answer` for question `qid`, print the mark with the message, and return the result."""
     result = grade(qid, answer)
-    mark = "✅" if result.passed else ("⏳" if not result.attempted else "❌")
-    print(f"{mark} [{qid}] {result.message}  ({result.points:g}/{result.max_points:g} points)")
+    _show(result)
     return result
+
+
+def _notebook_of(namespace: dict[str, Any]) -> str:
+    """The notebook whose answer names `namespace` defines most of (the sheet check_all runs in)."""
+    notebooks = sorted({q.notebook for q in load_all().values()})
+    defined = {nb: sum(q.answer_name in namespace for q in questions_for(nb)) for nb in notebooks}
+    best = max(defined.values(), default=0)
+    found = [nb for nb, n in defined.items() if n == best]
+    if best == 0 or len(found) > 1:
+        raise ValueError(f"check_all() cannot tell which notebook this is; name it: check_all({notebooks[0]!r}). "
+                         f"Notebooks: {', '.join(notebooks)}.")
+    return found[0]
+
+
+def check_all(notebook: str | None = None, namespace: dict[str, Any] | None = None) -> list[CheckResult]:
+    """Check every question of a notebook from the names defined in it, and print a table with the total.
+
+    Run it as the last cell of an exercise sheet: `notebook` and `namespace` default to the sheet's.
+    """
+    if namespace is None:
+        namespace = inspect.currentframe().f_back.f_globals
+    notebook = notebook or _notebook_of(namespace)
+    results = [grade(q.id, namespace.get(q.answer_name)) for q in questions_for(notebook)]
+    results += [grade(w.id, None) for w in written_for(notebook)]
+    width = max(len(r.question) for r in results)
+    print(f"{notebook}: {len(results)} questions\n")
+    for r in results:
+        first = r.message.splitlines()[0]
+        first = first if len(first) <= 90 else first[:89] + "…"
+        points = "   by hand" if r.written else f"{r.points:>4g}/{r.max_points:<4g}"
+        print(f"{r.mark:<10} {r.question:<{width}}  {points}  {first}")
+    auto = [r for r in results if not r.written]
+    counts = {s: sum(r.state == s for r in results) for s in MARKS}
+    print(f"\n{sum(r.points for r in auto):g} of {sum(r.max_points for r in auto):g} automatic points; "
+          + ", ".join(f"{n} {MARKS[s].split()[1].lower()}" for s, n in counts.items() if n)
+          + "; written answers are graded by hand.")
+    return results
+
+
+def hint(qid: str) -> str:
+    """Print the next hint for question `qid` (one more tier per call) and return it."""
+    load_all()
+    q = QUESTIONS.get(qid) or WRITTEN.get(qid)
+    if q is None:
+        text = f"unknown question id {qid!r}; known ids: {', '.join(sorted([*QUESTIONS, *WRITTEN]))}"
+    elif not q.hints:
+        text = f"[{qid}] has no hints: read the exercise text again, then run its check."
+    else:
+        shown = _HINTS_SHOWN[qid] = min(_HINTS_SHOWN.get(qid, 0) + 1, len(q.hints))
+        last = "  (that is the last hint)" if shown == len(q.hints) else f"  (call hint({qid!r}) again for more)"
+        text = f"💡 HINT {shown}/{len(q.hints)} [{qid}] {q.hints[shown - 1]}{last}"
+    print(text)
+    return text

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any
+import sys
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
+from torch.overrides import TorchFunctionMode
 
-from . import Mistake
+from . import Mistake, _is_student_file
 
 
 def as_tensor(value: Any, what: str) -> torch.Tensor:
@@ -56,3 +58,100 @@ def source_of(answer: Any) -> str:
     except (OSError, TypeError):
         raise Mistake("the grader cannot read the source of your answer.",
                       "define it with def or class in a code cell of the notebook.") from None
+
+
+class Watch(TorchFunctionMode):
+    """While active: count torch calls, name the forbidden torch functions used, count the student's lines run.
+
+    `forbidden` maps a torch function (e.g. `torch.softmax`, `F.cross_entropy`, `torch.Tensor.backward`)
+    to the name shown; wrappers are caught too, since the call reaches torch whatever wraps it. `lines`
+    counts Python lines executed in the student's own files: a loop over pixels, in torch, NumPy or
+    plain Python, runs a number of lines that grows with the input, a vectorised answer does not.
+    Its counts are plain attributes, so the grader's record-and-replay carries them.
+    """
+
+    def __init__(self, forbidden: dict[Callable, str] | None = None):
+        super().__init__()
+        self._forbidden = forbidden or {}
+        self.calls, self.lines, self.used = 0, 0, ""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.calls += 1
+        name = self._forbidden.get(func)
+        if name and name not in self.used.split(", "):
+            self.used = f"{self.used}, {name}" if self.used else name
+        return func(*args, **(kwargs or {}))
+
+    def _trace(self, frame, event, arg):
+        """The global tracer: trace line events only in the student's own frames."""
+        if event == "call" and _is_student_file(frame.f_code.co_filename):
+            return self._count_line
+        return None
+
+    def _count_line(self, frame, event, arg):
+        if event == "line":
+            self.lines += 1
+        return self._count_line
+
+    def __enter__(self):
+        self._previous = sys.gettrace()
+        sys.settrace(self._trace)
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        sys.settrace(self._previous)
+        return super().__exit__(*exc)
+
+
+def forbid(used: str, name: str, instead: str) -> None:
+    """A Mistake if the watched code used a forbidden function: `used` is `Watch.used`."""
+    if used:
+        raise Mistake(f"{name} calls {used}: the point of this exercise is to compute it yourself, "
+                      "so a function that wraps it does not count.", instead)
+
+
+def expect_count(value: Any, expected: int, what: str, hint: str = "") -> int:
+    """`value` as an int equal to `expected`; a float (even 4.0) is a Mistake, since a count is whole."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point():
+        value = int(value.item())
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        kind = type(value).__name__
+        raise Mistake(f"{what} is a {kind} ({value!r:.40}): a count is a whole number (int).",
+                      hint or "use floor division // (it rounds down) and int(), not / (it gives a float).")
+    if int(value) != expected:
+        raise Mistake(f"{what} is {int(value)}, expected {expected}.", hint)
+    return int(value)
+
+
+def expect_choice(answer: Any, options: dict[str, str], correct: str | Iterable[str], what: str) -> str:
+    """A multiple-choice answer: `options` maps each letter to why it is right or wrong.
+
+    Accepts 'b', 'B' or ' b '; for several right letters (`correct` a set), a string such as 'ac' or a
+    list. A wrong pick gets the explanation of each wrong option chosen.
+    """
+    right = {correct} if isinstance(correct, str) else set(correct)
+    picks = [answer] if isinstance(answer, str) and len(right) == 1 else list(answer) if isinstance(
+        answer, (str, list, tuple, set)) else None
+    if picks is None:
+        raise Mistake(f"{what}: answer with a letter as a string, e.g. 'a'; got {type(answer).__name__}.")
+    picks = {str(p).strip().lower() for p in picks if str(p).strip(" ,")}
+    unknown = sorted(picks - set(options))
+    if unknown:
+        raise Mistake(f"{what}: {', '.join(map(repr, unknown))} is not an option; choose from "
+                      f"{', '.join(sorted(options))}.")
+    if picks == right:
+        return options[next(iter(sorted(right)))]
+    wrong = sorted(picks - right)
+    why = " ".join(f"({p}) {options[p]}" for p in wrong)
+    missing = "" if wrong else f" Not all the right options are picked ({len(picks)} of {len(right)})."
+    raise Mistake(f"{what}: {why}{missing}".rstrip(), "reread the section above the question.")
+
+
+def grad_check(got: Any, expected: torch.Tensor, what: str, hint: str = "", threshold: float = 1e-7) -> float:
+    """cs231n-style: the relative error of `got` against autograd's float64 gradient must be below `threshold`."""
+    t = expect_shape(got, tuple(expected.shape), what, hint)
+    err = rel_error(t, expected)
+    if not err < threshold:
+        raise Mistake(f"{what}: relative error {err:.2e} against autograd in float64; it should be below "
+                      f"{threshold:.0e}.", hint)
+    return err

@@ -49,7 +49,7 @@ from .submissions import InvalidSubmission, check_assignment, read_notebook
 
 ENGINE, KERNEL, GRADER_TAG = "cnn-course-grader", "cnn-course-grader", "cnn-course-grader"
 SEVERITY = ["ok", "error", "timeout", "killed", "invalid"]
-CHECK_CALL = re.compile(r"check\(.*\)\s*;?")
+CHECK_CALL = re.compile(r"(check|check_all|hint)\(.*\)\s*;?")
 MAX_ATTEMPTS = 4
 EXPORT_CELL = '''\
 # Added by the grader: hands your answers to the grading process. Not part of your notebook.
@@ -149,7 +149,7 @@ class Run:
 
 
 def is_check_cell(source: str) -> bool:
-    """Whether a cell holds nothing but `check(...)` calls (and comments): feedback, not answers."""
+    """Whether a cell holds nothing but `check(...)`, `check_all()` or `hint(...)` calls (and comments): feedback, not answers."""
     lines = [line.strip() for line in source.splitlines() if line.strip() and not line.strip().startswith("#")]
     return bool(lines) and all(CHECK_CALL.fullmatch(line) for line in lines)
 
