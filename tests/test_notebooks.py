@@ -1,7 +1,8 @@
 """Every notebook runs top to bottom with smoke parameters: papermill for all, nbval for lectures and solutions.
 
-Exercise notebooks must run too, with every check saying "not attempted"; solution notebooks must
-pass every check.
+Exercise notebooks must run too, with every check saying "not attempted" (or, for a written
+question, "recorded for your instructor"), and their last cell, `check_all()`, listing every question;
+`hint()` works in the same fresh kernel. Solution notebooks must pass every check.
 """
 import os
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
 
+from course_utils.checks import questions_for, written_for
 from course_utils.run_notebooks import KERNEL, ROOT, run_notebook
 
 SMOKE = {"smoke": True}
@@ -28,7 +30,7 @@ def check_lines(nb: nbformat.NotebookNode) -> list[str]:
     """The lines printed by `check(...)` cells."""
     return [line for cell in nb.cells if cell.cell_type == "code" and "check(" in cell.source
             for out in cell.get("outputs", []) if out.get("name") == "stdout"
-            for line in out["text"].splitlines() if line[:1] in "✅❌⏳"]
+            for line in out["text"].splitlines() if line[:1] in "✅❌⏳✍🟡"]
 
 
 def count_check_cells(nb: nbformat.NotebookNode) -> int:
@@ -48,17 +50,48 @@ def test_notebook_has_a_parameters_cell_with_smoke(path):
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit notebooks without outputs"
 
 
+def check_all_rows(nb: nbformat.NotebookNode) -> dict[str, str]:
+    """Question id -> state word of the table printed by the sheet's last cell, `check_all()`."""
+    last = nb.cells[-1]
+    assert last.cell_type == "code" and last.source.strip() == "check_all()", "end the sheet with check_all()"
+    text = "".join(out.get("text", "") for out in last.outputs if out.get("name") == "stdout")
+    return {line.split()[2]: line.split()[1] for line in text.splitlines() if line[:1] in "✅❌⏳✍🟡"}
+
+
+def with_hint_cell(path: Path, qid: str, out: Path) -> Path:
+    """A copy of the sheet that asks for two hints of `qid` after its last cell."""
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(f"from course_utils.checks import hint\nhint({qid!r})\nhint({qid!r})"))
+    (out / path.parent.name).mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, out / path.parent.name / path.name)
+    return out / path.parent.name / path.name
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=notebook_id)
 def test_papermill_smoke_run(path, tmp_path):
-    result = run_notebook(path, tmp_path, SMOKE, cell_timeout=600)
+    sheet = path.parent.name in ("exercises", "solutions")
+    questions = questions_for(path.stem) + written_for(path.stem) if sheet else []
+    run_path = with_hint_cell(path, questions[0].id, tmp_path / "in") if sheet else path
+    result = run_notebook(run_path, tmp_path, SMOKE, cell_timeout=600)
     assert result.status == "ok", result.status
     executed = nbformat.read(tmp_path / path.parent.name / path.name, as_version=4)
     lines = check_lines(executed)
     assert len(lines) == count_check_cells(executed)
+    written = {q.id for q in questions if q.kind == "written"}
     if path.parent.name == "exercises":
-        assert lines and all(line.startswith("⏳") and "not attempted yet" in line for line in lines), lines
+        assert lines and all(line.startswith("⏳ TODO") and "not attempted yet" in line
+                             or line.startswith("✍ WRITTEN") for line in lines), lines
     if path.parent.name == "solutions":
-        assert lines and all(line.startswith("✅") for line in lines), lines
+        assert lines and all(line.startswith(("✅ PASS", "✍ WRITTEN")) for line in lines), lines
+    if sheet:
+        executed.cells.pop()                              # the hint cell appended above
+        rows = check_all_rows(executed)
+        assert set(rows) == {q.id for q in questions}, "check_all() lists every question of the notebook"
+        todo = "TODO" if path.parent.name == "exercises" else "PASS"
+        assert all(state == ("WRITTEN" if qid in written else todo) for qid, state in rows.items()), rows
+        hints = "".join(out.get("text", "") for out in nbformat.read(
+            tmp_path / path.parent.name / path.name, as_version=4).cells[-1].outputs)
+        assert f"HINT 1/" in hints and (f"HINT 2/" in hints or "HINT 1/1" in hints), hints
 
 
 @pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.parent.name != "exercises"], ids=notebook_id)
