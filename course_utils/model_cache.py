@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from torch import nn
 from . import models
 from .data import MNISTData
 from .device import get_device, seed_everything
-from .training import History, fit
+from .training import History, fit, train_epoch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,19 +88,74 @@ def save_to_cache(config: TrainConfig, data: MNISTData, model: nn.Module, histor
     return path
 
 
+def make_optimizer(config: TrainConfig, model: nn.Module) -> tuple[torch.optim.Optimizer,
+                                                                    torch.optim.lr_scheduler.LRScheduler | None]:
+    """The optimizer and per-epoch scheduler (None without `lr_gamma`) that `config` names, for `model`."""
+    optimizer = getattr(torch.optim, config.optimizer)(model.parameters(), lr=config.lr)
+    scheduler = (torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=config.lr_gamma)
+                 if config.lr_gamma is not None else None)
+    return optimizer, scheduler
+
+
+def estimate_seconds(config: TrainConfig, data: MNISTData, device: torch.device, steps: int = 2) -> float:
+    """Seconds `fit` will take for `config` on `data`, from `steps` timed steps (after a warm-up) of a new model.
+
+    Scoring an image costs about a third of training on it, so each epoch's scoring of the validation
+    (else test) split is added at that rate. `fit` reseeds, so its run is the same with or without this.
+    """
+    model = build_model(config).to(device, memory_format=torch.channels_last)
+    optimizer, _ = make_optimizer(config, model)
+    b = config.batch_size
+    X = data.X_train[:(steps + 1) * b].to(device, memory_format=torch.channels_last)
+    y = data.y_train[:(steps + 1) * b].to(device)
+    train_epoch(model, X[:b], y[:b], optimizer, b)
+    timed = slice(b, None) if len(X) > b else slice(0, b)
+    start = time.perf_counter()
+    train_epoch(model, X[timed], y[timed], optimizer, b)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    per_image = (time.perf_counter() - start) / len(X[timed])
+    scored = len(data.X_val) if data.has_validation else len(data.X_test)
+    return config.epochs * per_image * (len(data.X_train) + scored / 3)
+
+
+def duration_words(seconds: float) -> str:
+    """A rough duration: "under 10 s", "about 40 s", "about 3 min", "about 1.5 h"."""
+    if seconds < 10:
+        return "under 10 s"
+    if seconds < 90:
+        return f"about {round(seconds, -1):.0f} s"
+    if seconds < 90 * 60:
+        return f"about {seconds / 60:.0f} min"
+    return f"about {seconds / 3600:.1f} h"
+
+
+def announce_training(config: TrainConfig, data: MNISTData, device: torch.device) -> str:
+    """The line printed before `config` trains: the model, its schedule, about how long, and its cache file."""
+    steps = -(-len(data.X_train) // config.batch_size)
+    seconds = estimate_seconds(config, data, device)
+    return (f"Training {config.model}: {config.epochs} epoch{'s' if config.epochs > 1 else ''} of {steps:,} "
+            f"batches of {config.batch_size} on {device.type}, {duration_words(seconds)}; "
+            f"it will be saved to {cache_path(config, data)}")
+
+
 def train_or_load(config: TrainConfig, data: MNISTData, device: torch.device | None = None,
                   progress: bool = True) -> tuple[nn.Module, History]:
-    """Return (model in eval mode on `device`, its History): from the cache if there, else trained with `fit`."""
+    """Return (model in eval mode on `device`, its History): from the cache if there, else trained with `fit`.
+
+    Before training, with `progress`, a line says what trains, for about how long and where it will be
+    saved, and the progress bar is named after the model.
+    """
     device = device or get_device()
     path = cache_path(config, data)
     model = build_model(config)
     history = _load(path, model)
     if history is None:
-        optimizer = getattr(torch.optim, config.optimizer)(model.parameters(), lr=config.lr)
-        scheduler = (torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=config.lr_gamma)
-                     if config.lr_gamma is not None else None)
+        if progress:
+            print(announce_training(config, data, device), flush=True)
+        optimizer, scheduler = make_optimizer(config, model)
         history = fit(model, data, optimizer, config.epochs, config.batch_size, scheduler=scheduler,
-                      seed=config.seed, device=device, progress=progress)
+                      seed=config.seed, device=device, progress=progress, desc=config.model)
         save_to_cache(config, data, model, history)
     else:
         print(f"Loaded {config.model} from {path} (test accuracy {100 * history.test_acc[-1]:.2f} %).")

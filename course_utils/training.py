@@ -109,7 +109,7 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int
 def fit(model: nn.Module, data: MNISTData, optimizer: torch.optim.Optimizer, epochs: int,
         batch_size: int = 512, scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
         test_batch_size: int = 1000, seed: int = 1, device: torch.device | None = None,
-        progress: bool = True) -> History:
+        progress: bool = True, desc: str = "training") -> History:
     """Train `model` for `epochs` on `data`; return its History.
 
     With a validation split (`data.with_validation()`), the validation set is scored after every
@@ -118,7 +118,7 @@ def fit(model: nn.Module, data: MNISTData, optimizer: torch.optim.Optimizer, epo
 
     The scheduler (if any) steps once per epoch. Data and model move to `device` (default:
     `get_device()`) once, in channels-last layout (faster convolutions on CPU and GPU); the
-    shuffling order is fixed by `seed`.
+    shuffling order is fixed by `seed`. `desc` names the run on its progress bar.
     """
     device = device or get_device()
     if device.type == "cpu":
@@ -128,7 +128,7 @@ def fit(model: nn.Module, data: MNISTData, optimizer: torch.optim.Optimizer, epo
     generator = seed_everything(seed)
     history = History()
     steps = -(-len(data.X_train) // batch_size)
-    with tqdm(total=epochs * steps, desc="training", unit="batch", disable=not progress) as bar:
+    with tqdm(total=epochs * steps, desc=desc, unit="batch", disable=not progress) as bar:
         for epoch in range(epochs):
             _synchronize(device)
             start = time.perf_counter()
