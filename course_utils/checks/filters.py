@@ -1,15 +1,21 @@
-"""Questions of notebook 04 (filter visualization): a filter grid, feature maps through hooks."""
+"""Questions of notebook 04 (filter visualization): filter grids and their normalisation, feature maps
+through hooks, map shapes and receptive fields, what a filter detects, the gradient of a convolution."""
+from __future__ import annotations
+
 import copy
+from typing import Any, Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from ..filters import feature_maps as feature_maps_reference
 from ..filters import filter_grid
+from ..kernels import receptive_field
 from ..models import TutorialCNN, TwoLayerCNN
-from . import Mistake, question
-from .tools import expect_close, expect_shape
+from . import Mistake, question, written_question
+from .tools import Watch, as_tensor, expect_choice, expect_close, expect_count, expect_shape, forbid, grad_check
 
 NOTEBOOK = "04_filter_visualization"
 DIVERGING_MAPS = {"RdBu", "bwr", "seismic", "coolwarm", "PuOr", "PiYG", "PRGn", "BrBG", "RdGy",
@@ -21,7 +27,12 @@ def _seeded(model_class):
     return model_class()
 
 
-@question("plot_filters", NOTEBOOK, points=2)
+@question("plot_filters", NOTEBOOK, points=2, hints=(
+    "Two things are checked: where each filter lands in the grid, and the colours. Print the shape of your "
+    "grid for a (4, 3, 5, 5) weight: one row of tiles per output channel, one column per input channel.",
+    "make_grid wants tiles (N, 1, k, k): reshape the weight to (C_out * C_in, 1, k, k), with nrow=C_in "
+    "(or 8 when C_in == 1), padding=1 and pad_value=float('nan'); keep channel 0 of what it returns.",
+    "ax.imshow(grid.numpy(), cmap='RdBu_r', norm=CenteredNorm(vcenter=0.0)), then return ax."))
 def check_plot_filters(plot_filters) -> str:
     weights = {"conv1 of the two-layer CNN (8, 1, 3, 3)": _seeded(TwoLayerCNN).conv1.weight.detach(),
                "a (4, 3, 5, 5) layer": torch.randn(4, 3, 5, 5, generator=torch.Generator().manual_seed(1))}
@@ -57,7 +68,12 @@ def check_plot_filters(plot_filters) -> str:
     return "grids of (8, 1, 3, 3) and (4, 3, 5, 5) weights match filter_grid, on a diverging map centred at 0."
 
 
-@question("feature_maps", NOTEBOOK, points=2)
+@question("feature_maps", NOTEBOOK, points=2, hints=(
+    "A forward hook sees (module, inputs, output): keep the output, for the one image of a batch of one.",
+    "Before the forward pass: model.eval() (BatchNorm uses its running statistics) and torch.no_grad(); "
+    "after it, whatever happened, handle.remove() (try / finally).",
+    "handle = model.get_submodule(layer).register_forward_hook(lambda m, i, o: captured.update(o=o)); "
+    "run model(image.unsqueeze(0)) in a try, remove the handle in the finally, return captured['o'][0]."))
 def check_feature_maps(feature_maps) -> str:
     image = torch.randn(1, 28, 28, generator=torch.Generator().manual_seed(2))
     cases = [(_seeded(TwoLayerCNN), "conv1"), (_seeded(TwoLayerCNN), "pool"),
@@ -79,3 +95,327 @@ def check_feature_maps(feature_maps) -> str:
                      "call model.eval() first (BatchNorm and dropout behave differently in training), "
                      "and record the hooked module's output, not its input.", atol=1e-4)
     return "maps of conv1 and pool (two-layer CNN), layer1.3 and layer2.0 (tutorial CNN) match; hooks removed."
+
+
+def per_filter_scaled(weight: torch.Tensor) -> torch.Tensor:
+    """Each filter weight[o] (all its input channels) scaled to [0, 1] on its own; a constant filter becomes 0."""
+    flat = weight.reshape(len(weight), -1)
+    low, high = flat.min(dim=1).values, flat.max(dim=1).values
+    shape = (-1,) + (1,) * (weight.dim() - 1)
+    span = (high - low).view(shape)
+    return torch.where(span > 0, (weight - low.view(shape)) / span.clamp_min(1e-300), torch.zeros_like(weight))
+
+
+def _bank_scaled(weight: torch.Tensor) -> torch.Tensor:
+    return (weight - weight.min()) / (weight.max() - weight.min())
+
+
+def _kernel_scaled(weight: torch.Tensor) -> torch.Tensor:
+    c_out, c_in, kh, kw = weight.shape
+    return per_filter_scaled(weight.reshape(c_out * c_in, kh, kw)).reshape(weight.shape)
+
+
+def _abs_scaled(weight: torch.Tensor) -> torch.Tensor:
+    return weight.reshape(len(weight), -1).abs().max(dim=1).values.view(-1, 1, 1, 1).reciprocal() * weight
+
+
+def _uneven_bank(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """Random weights of `shape` whose filter o is (o + 1) times as strong, so that a shared scale shows."""
+    weight = torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return weight * torch.arange(1, shape[0] + 1, dtype=torch.float64).view(-1, 1, 1, 1)
+
+
+SCALING_SLIPS = [  # (what the slip computes, what went wrong, hint)
+    (_bank_scaled, "it scales the whole bank at once (one min and max for all filters), so the weak filters "
+     "come out as flat grey next to the strong ones.", "take the min and max of each filter separately."),
+    (_kernel_scaled, "it scales each k x k kernel weight[o, i] on its own: within one filter the input channels "
+     "no longer show which of them the filter weighs most.", "take the min and max over a whole filter "
+     "weight[o]: all its input channels and positions together."),
+    (_abs_scaled, "it divides by the largest |weight|: that gives [-1, 1], not [0, 1].",
+     "subtract the filter's minimum first, then divide by its range."),
+    (lambda w: (_abs_scaled(w) + 1) / 2, "it puts 0 at 0.5 (scaled by the largest |weight|): the filter's "
+     "smallest weight should become 0 and its largest 1.", "subtract the filter's minimum, divide by its range."),
+]
+
+
+def _changed_in_place(passed: Any, original: torch.Tensor) -> bool:
+    return isinstance(passed, torch.Tensor) and not torch.equal(passed.detach(), original)
+
+
+@question("normalize_filters", NOTEBOOK, points=2, kind="implement", hints=(
+    "Look at one filter at a time: weight[o] holds all of its input channels. Its smallest weight should "
+    "become 0 and its largest 1, whatever the other filters hold.",
+    "Flatten to (C_out, -1) to take a min and a max per row, and reshape them so that they broadcast back "
+    "over (C_in, k, k). For NumPy: np.asarray(...).reshape(...).min(axis=1); for torch: .amin(dim=1).",
+    "low, high = per-filter min and max of the flattened weight; (weight - low) / (high - low), with a "
+    "constant filter (high == low) mapped to 0 instead of 0 / 0."))
+def check_normalize_filters(normalize_filters: Callable[[Any], Any]) -> str:
+    cases = [("a (8, 1, 3, 3) torch weight", _uneven_bank((8, 1, 3, 3), 4).float(), "torch"),
+             ("a (4, 3, 5, 5) torch weight that requires grad", _uneven_bank((4, 3, 5, 5), 5), "grad"),
+             ("a (6, 2, 3, 3) NumPy array", _uneven_bank((6, 2, 3, 3), 6), "numpy")]
+    answers = []
+    for what, weight, style in cases:
+        passed = weight.numpy().copy() if style == "numpy" else weight.clone().requires_grad_(style == "grad")
+        got = normalize_filters(passed)
+        if _changed_in_place(passed, weight):
+            raise Mistake(f"normalize_filters changed the weights passed to it ({what}): displaying a model's "
+                          "filters must leave the model as it was.", "compute new values (w - low) instead of "
+                          "changing the input in place (w -= low); note that .detach() shares memory.")
+        answers.append(expect_shape(got, tuple(weight.shape), f"the result for {what}",
+                                    "return one value per weight, in the input's shape."))
+    for (what, weight, _), got in zip(cases, answers):
+        if not torch.allclose(got, per_filter_scaled(weight.double()), atol=1e-5):
+            slip = next(((m, h) for f, m, h in SCALING_SLIPS if all(torch.allclose(
+                g, f(w.double()), atol=1e-5) for (_, w, _), g in zip(cases, answers))), None)
+            if slip:
+                raise Mistake(f"normalize_filters is wrong for {what}: {slip[0]}", slip[1] + " See hint('normalize_filters').")
+            lows, highs = got.reshape(len(got), -1).amin(dim=1), got.reshape(len(got), -1).amax(dim=1)
+            if lows.min() < -1e-6 or highs.max() > 1 + 1e-6:
+                raise Mistake(f"for {what} the values run from {lows.min():.3g} to {highs.max():.3g}, outside [0, 1].",
+                              "see hint('normalize_filters').")
+            raise Mistake(f"for {what} the values differ from each filter scaled to [0, 1] by up to "
+                          f"{(got - per_filter_scaled(weight.double())).abs().max():.3g}.",
+                          "each filter's smallest weight should become 0, its largest 1, the rest in proportion.")
+    constant = _uneven_bank((3, 1, 3, 3), 7)
+    constant[1] = 0.25
+    got = as_tensor(normalize_filters(constant.clone()), "the result for a bank with a constant filter")
+    filter_1 = got[1] if got.shape == constant.shape else got.new_full((1,), float("nan"))
+    if not (torch.isfinite(filter_1).all() and filter_1.min() >= 0 and filter_1.max() <= 1
+            and filter_1.max() == filter_1.min()):
+        raise Mistake(f"filter 1, whose weights are all 0.25, came out as {filter_1.flatten()[:3].tolist()}...: "
+                      "its max - min is 0, so dividing by it gives 0 / 0 = nan.",
+                      "map a constant filter to a constant in [0, 1] (e.g. 0): use torch.where / np.where, or "
+                      "divide by max(high - low, a tiny number).")
+    expect_close(torch.cat([got[:1], got[2:]]), per_filter_scaled(torch.cat([constant[:1], constant[2:]])),
+                 "the other filters of a bank with a constant filter", "scale each filter on its own.")
+    return ("each filter of (8, 1, 3, 3) and (4, 3, 5, 5) torch weights and a (6, 2, 3, 3) NumPy array is scaled "
+            "to [0, 1] on its own, the inputs are untouched, and a constant filter stays finite.")
+
+
+def filter_tiles_reference(weight: torch.Tensor) -> torch.Tensor:
+    """Tiles (C_out * C_in, k, k), tile o * C_in + i being weight[o, i], each filter weight[o] scaled to [0, 1]."""
+    c_out, c_in, kh, kw = weight.shape
+    return per_filter_scaled(weight.detach()).reshape(c_out * c_in, kh, kw)
+
+
+def _tiles(weight: torch.Tensor, scaling: Callable, in_major: bool, transposed: bool) -> torch.Tensor:
+    c_out, c_in, kh, kw = weight.shape
+    w = scaling(weight)
+    w = w.permute(1, 0, 2, 3) if in_major else w
+    w = w.transpose(2, 3) if transposed else w
+    return w.reshape(c_out * c_in, kh, kw)
+
+
+TILE_BUGS = {"bank": "it scales the whole bank at once: the weak filters come out as flat grey.",
+             "kernel": "it scales each kernel weight[o, i] on its own, not each filter weight[o].",
+             "in_major": "the tiles are in input-channel-major order (tile i * C_out + o): permute swapped the "
+                         "out and in axes of the (out, in, h, w) layout.",
+             "transposed": "each k x k kernel is transposed: permute also swapped the (h, w) axes, so a "
+                           "horizontal edge filter would be drawn vertical."}
+
+
+@question("filter_tiles", NOTEBOOK, points=2, kind="debug", hints=(
+    "Run filter_tiles_buggy on a copy of a small weight and compare: did the weight you passed change? Is "
+    "tile 1 equal to weight[0, 1]? Are the weak filters grey?",
+    "Four bugs: .detach() shares memory, so -= and /= rewrite the model's weights; one min and max serve the "
+    "whole bank; permute(1, 0, 3, 2) swaps both (out, in) and (h, w).",
+    "w = weight.detach(); per filter: flat = w.reshape(C_out, -1), low = flat.amin(1), high = flat.amax(1); "
+    "w = (w - low.view(-1, 1, 1, 1)) / (high - low).view(-1, 1, 1, 1); return w.reshape(C_out * C_in, kh, kw)."))
+def check_filter_tiles(filter_tiles: Callable[[torch.Tensor], Any]) -> str:
+    weights = [_uneven_bank((4, 3, 3, 3), 8).float(), _uneven_bank((3, 2, 5, 5), 9).float()]
+    bugs, answers = [], []
+    for weight in weights:
+        passed = weight.clone().requires_grad_()
+        got = filter_tiles(passed)
+        if _changed_in_place(passed, weight) and not bugs:
+            bugs.append("it changes the weights passed to it: .detach() shares memory with the weight, so the "
+                        "in-place -= and /= rewrite the model's filters.")
+        c_out, c_in, kh, kw = weight.shape
+        t = as_tensor(got, "filter_tiles' result")
+        t = t.squeeze(1) if t.dim() == 4 and t.shape[1] == 1 else t
+        answers.append(expect_shape(t, (c_out * c_in, kh, kw), f"filter_tiles' result for a {tuple(weight.shape)} "
+                                    "weight", "one k x k tile per (output, input) channel pair."))
+    scalings = {"filter": per_filter_scaled, "bank": _bank_scaled, "kernel": _kernel_scaled}
+    combos = [(s, i, t) for s in scalings for i in (False, True) for t in (False, True)]
+    found = next((c for c in combos if all(torch.allclose(got, _tiles(w.double(), scalings[c[0]], c[1], c[2]),
+                                                          atol=1e-5) for w, got in zip(weights, answers))), None)
+    if found is None:
+        err = (answers[0] - filter_tiles_reference(weights[0].double())).abs().max().item()
+        raise Mistake(f"filter_tiles' tiles differ from the fixed version by up to {err:.3g}, and not in a way "
+                      "one of the known bugs explains.", "start again from filter_tiles_buggy; see hint('filter_tiles').")
+    scaling, in_major, transposed = found
+    bugs += [TILE_BUGS[name] for name, left in [(scaling, scaling != "filter"), ("in_major", in_major),
+                                                 ("transposed", transposed)] if left]
+    if bugs:
+        fixed = 4 - len(bugs)
+        raise Mistake(f"{len(bugs)} bug{'s' * (len(bugs) > 1)} left: " + " ".join(
+            f"({k}) {b}" for k, b in enumerate(bugs, 1)), "see hint('filter_tiles').", earned=fixed / 2,
+            credit=f"fixing {fixed} of the 4 bugs")
+    return ("tiles of (4, 3, 3, 3) and (3, 2, 5, 5) weights are in (out, in) order, untransposed, each filter "
+            "scaled on its own, and the weights passed in are untouched.")
+
+
+def pool_shape_reference() -> tuple[int, ...]:
+    """The shape of the two-layer CNN's `pool` maps for one digit, measured through a hook."""
+    return tuple(feature_maps_reference(_seeded(TwoLayerCNN), torch.zeros(1, 28, 28), ["pool"])["pool"].shape)
+
+
+def _shape_slip(shape: tuple[int, ...], truth: tuple[int, ...]) -> str:
+    """Why a predicted (C, H, W) is wrong, for the two-layer CNN's pool output."""
+    if len(shape) == 4 and shape[0] == 1 and shape[1:] == truth:
+        return "it has the batch dimension: feature_maps returns the maps of the one image, (C, H, W)."
+    if shape == truth[1:] + truth[:1]:
+        return "the channels come last: PyTorch keeps them first, (C, H, W)."
+    if len(shape) != 3:
+        return f"a map shape here has 3 numbers (C, H, W), not {len(shape)}."
+    sides = {24: "that is the side of conv2's maps: the pool then halves each side.",
+             13: "that is conv1's side (26) halved: conv2 shrinks 26 to 24 before the pool.",
+             14: "that is 28 halved: neither 3x3 convolution is padded, each takes 2 pixels off a side.",
+             26: "that is conv1's side: conv2 and the pool come after it.",
+             11: "a 3x3 window without padding fits n - 2 times, not n - 3."}
+    side = sides.get(shape[1], "trace the side: 28 through two 3x3 convolutions, then a 2x2 pool.") \
+        if shape[1:] != truth[1:] else ""
+    channels = "" if shape[0] == truth[0] else ("8 is conv1's channel count: the pool keeps conv2's channels."
+                                                 if shape[0] == 8 else "the pool keeps conv2's number of channels.")
+    return " ".join(part for part in (side, channels) if part)
+
+
+@question("predicted_pool_shape", NOTEBOOK, kind="predict", hints=(
+    "Follow one digit (1, 28, 28) through TwoLayerCNN's __init__ layer by layer: conv1, conv2, then pool.",
+    "A k x k convolution without padding, stride 1, takes k - 1 pixels off each side length; a 2x2 max-pool "
+    "halves it. The channels are the out_channels of the last convolution.",
+    "28 - 2 = 26 after conv1, 26 - 2 = 24 after conv2, 24 // 2 = 12 after the pool, with conv2's 16 channels."))
+def check_predicted_pool_shape(predicted: Any) -> str:
+    truth = pool_shape_reference()
+    why = "28 -> conv1 (3x3) -> 26 -> conv2 (3x3) -> 24 -> max-pool 2 -> 12, with conv2's 16 channels"
+    if isinstance(predicted, str) or not isinstance(predicted, (tuple, list, torch.Size, np.ndarray)):
+        raise Mistake(f"write the shape as a tuple of ints, e.g. (3, 5, 5), not a {type(predicted).__name__}.")
+    values = list(np.asarray(predicted).reshape(-1)) if isinstance(predicted, np.ndarray) else list(predicted)
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+        raise Mistake(f"the shape {tuple(predicted)!r} holds something other than ints: sizes are whole numbers.",
+                      "write e.g. (3, 5, 5), with no decimal points.")
+    shape = tuple(int(v) for v in values)
+    if shape != truth:
+        raise Mistake(f"you predicted {shape}; the cell above measured {truth}: {_shape_slip(shape, truth)}",
+                      "see hint('predicted_pool_shape').")
+    return f"{truth}: {why}."
+
+
+RF_SLIPS = {5: "that is the field of conv2's units: the pool's 2x2 window adds one more pixel.",
+            7: "the pool adds k - 1 = 1 pixel, not its whole window of 2: neighbouring windows overlap in all "
+               "but one pixel.",
+            8: "you added the kernel sizes: each layer adds k - 1 pixels (times the product of the strides "
+               "before it), and the unit itself is 1.",
+            10: "the pool's stride was applied to the layers before it: a stride multiplies only what later layers add.",
+            12: "you doubled the convolutions' field for the pool: a pool widens it by (k - 1) pixels, it does "
+                "not scale it."}
+
+
+@question("pool_receptive_field", NOTEBOOK, kind="concept", hints=(
+    "The receptive field is the side of the input patch that one unit's value depends on. Start from one "
+    "pixel of the pool's output and walk back to the input, one layer at a time.",
+    "Each layer adds (k - 1) pixels, times the product of the strides of the layers BEFORE it (notebook 01). "
+    "The pool comes last here, so its stride multiplies nothing.",
+    "r = 1 + (3 - 1) + (3 - 1) + (2 - 1) = 6 for conv 3x3, conv 3x3, max-pool 2x2 stride 2."))
+def check_pool_receptive_field(value: Any) -> str:
+    expected = receptive_field([3, 3, 2], [1, 1, 2])
+    integer_tensor = isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point()
+    count = int(value.item()) if integer_tensor else value
+    if isinstance(count, (int, np.integer)) and not isinstance(count, bool) and int(count) != expected:
+        why = RF_SLIPS.get(int(count), "walk back from one unit of the pool to the input, layer by layer.")
+        raise Mistake(f"pool_receptive_field is {int(count)}, not the right count: {why}",
+                      "see hint('pool_receptive_field').")
+    expect_count(count, expected, "pool_receptive_field")
+    return (f"{expected} x {expected} pixels: 1 + 2 (conv1) + 2 (conv2) + 1 (the pool), so each of the 12 x 12 "
+            "pooled units sees a 6 x 6 patch of the digit.")
+
+
+POSITIVE_FILTER_OPTIONS = {
+    "a": "right: with every weight positive the response is a weighted local average of the pixels: high where "
+         "the patch holds ink, whatever the stroke's direction; its map looks like a blurred digit.",
+    "b": "an edge detector needs weights of both signs, so that a uniform patch cancels out; an all-positive "
+         "filter responds most to a uniform bright patch, not to an edge.",
+    "c": "positive weights make the response grow with the pixel values, so it is largest on the ink "
+         "(bright, about +2.8 after normalisation) and lowest on the background (about -0.42), not the other way.",
+    "d": "the input is normalised, (x - mean) / std, so the background is negative and the ink positive: "
+         "the response follows the strokes, it is not the same everywhere."}
+
+
+@question("positive_filter_choice", NOTEBOOK, kind="concept", hints=(
+    "Write the response of one position: the sum over the 3 x 3 patch of weight * pixel, plus the bias.",
+    "With all weights positive, which patch makes that sum largest: an edge (bright on one side, dark on "
+    "the other), a uniform bright patch, or a dark one?",
+    "It is a weighted average of the patch: largest on a patch full of ink, of any orientation."))
+def check_positive_filter_choice(answer: Any) -> str:
+    return expect_choice(answer, POSITIVE_FILTER_OPTIONS, "a", "positive_filter_choice")
+
+
+def conv_input_grad_reference(grad_output: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """dL/dx for L = sum(grad_output * conv2d(x, kernel)), valid and stride 1, by autograd in float64."""
+    (out_h, out_w), (kh, kw) = grad_output.shape, kernel.shape
+    x = torch.zeros(out_h + kh - 1, out_w + kw - 1, dtype=torch.float64, requires_grad=True)
+    response = F.conv2d(x[None, None], kernel.double()[None, None])[0, 0]
+    return torch.autograd.grad((response * grad_output.double()).sum(), x)[0]
+
+
+def rel_close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether a and b agree to a relative error of 1e-7 (the gradient check's threshold)."""
+    return a.shape == b.shape and float(((a - b).abs() / (a.abs() + b.abs()).clamp_min(1e-8)).max()) < 1e-7
+
+
+GRAD_SLIPS = [  # (what the slip computes from (grad_output, kernel), what went wrong, hint)
+    (lambda g, w: conv_input_grad_reference(g, w.flip(0, 1)), "the kernel is turned 180 degrees from what the "
+     "gradient needs.", "put a single 1 in grad_output and compare where the kernel lands in your result with "
+     "where it sat in the forward pass; see hint('conv_input_grad')."),
+    (lambda g, w: conv_input_grad_reference(torch.ones_like(g), w), "it ignores grad_output: that is the gradient "
+     "of the sum of all responses (grad_output all ones), not of sum(grad_output * response).",
+     "weight each position's contribution by grad_output[i, j]."),
+]
+_AUTOGRAD = {torch.autograd.grad: "torch.autograd.grad", torch.Tensor.backward: "Tensor.backward",
+             torch.conv_transpose2d: "conv_transpose2d", F.conv_transpose2d: "conv_transpose2d"}
+
+
+@question("conv_input_grad", NOTEBOOK, points=2, kind="backward", hints=(
+    "Each input pixel x[p, q] enters the responses of every position (i, j) whose window covers it, with weight "
+    "kernel[p - i, q - j]. So dL/dx[p, q] adds up grad_output[i, j] * kernel[p - i, q - j] over those (i, j).",
+    "Loop form: start from zeros of the input's shape (H_out + kh - 1, W_out + kw - 1) and, for every (i, j), "
+    "add grad_output[i, j] * kernel into the patch [i:i + kh, j:j + kw]. Keep float64.",
+    "Vectorised: dx = F.conv2d(F.pad(g, (kw - 1, kw - 1, kh - 1, kh - 1)), kernel.flip(0, 1)) on (1, 1, ...) "
+    "views: a full correlation with the flipped kernel."))
+def check_conv_input_grad(conv_input_grad: Callable[[torch.Tensor, torch.Tensor], Any]) -> str:
+    g = torch.Generator().manual_seed(10)
+    cases = [(torch.randn(4, 5, generator=g, dtype=torch.float64), torch.randn(3, 3, generator=g, dtype=torch.float64)),
+             (torch.randn(6, 3, generator=g, dtype=torch.float64), torch.randn(2, 3, generator=g, dtype=torch.float64)),
+             (torch.randn(5, 5, generator=g, dtype=torch.float64), torch.randn(5, 5, generator=g, dtype=torch.float64))]
+    wanted = [conv_input_grad_reference(g_out, w) for g_out, w in cases]          # before the student's code runs
+    answers, worst = [], 0.0
+    for (g_out, w), want in zip(cases, wanted):
+        with Watch(_AUTOGRAD) as watch:
+            got = conv_input_grad(g_out.clone(), w.clone())
+        forbid(watch.used, "conv_input_grad", "compute the gradient by hand: loops, or conv2d on a padded "
+               "grad_output with a flipped kernel.")
+        if getattr(got, "dtype", None) in (torch.float32, torch.float16, torch.bfloat16, np.float32):
+            raise Mistake(f"conv_input_grad returned {got.dtype} for float64 inputs: float32 rounding alone gives a "
+                          "relative error near 1e-7.", "keep the inputs' dtype: torch.zeros(..., dtype=kernel.dtype).")
+        t = as_tensor(got, "conv_input_grad's result")
+        t = t.reshape(t.shape[-2:]) if t.dim() > 2 and all(n == 1 for n in t.shape[:-2]) else t
+        if tuple(t.shape) == tuple(g_out.shape):
+            raise Mistake(f"conv_input_grad has the shape of grad_output, {tuple(g_out.shape)}: the gradient with "
+                          f"respect to the input has the input's shape, {tuple(want.shape)}.",
+                          "the input is kh - 1 rows and kw - 1 columns larger than the output.")
+        answers.append(t)
+    for (g_out, w), want, t in zip(cases, wanted, answers):
+        slip = next(((m, h) for f, m, h in GRAD_SLIPS if t.shape == want.shape and rel_close(t, f(g_out, w))), None)
+        if slip and not rel_close(t, want):
+            raise Mistake(f"for a {tuple(w.shape)} kernel, {slip[0]}", slip[1])
+        worst = max(worst, grad_check(t, want, f"conv_input_grad for a {tuple(w.shape)} kernel and grad_output "
+                                      f"{tuple(g_out.shape)}", "see hint('conv_input_grad')."))
+    return (f"matches autograd in float64 for 3x3, 2x3 and 5x5 kernels: relative error {worst:.1e} (below 1e-7), "
+            "without autograd or conv_transpose2d.")
+
+
+written_question("first_layer_filters", NOTEBOOK, hints=(
+    "Look at the grid of conv1's filters of the trained model: where are the red and the blue weights of "
+    "each filter, and do they cancel out over the filter?",
+    "Think about what the first layer receives: raw pixels of strokes. Which local patterns tell digits "
+    "apart at the scale of 3 x 3 pixels?"))
