@@ -167,7 +167,8 @@ def run_worker(job: Job, hard_limit: float, pids: dict[str, int]) -> dict:
         return result
     why = (f"the student's grading ran past {hard_limit:.0f} s and was stopped" if timed_out else
            f"the grader's worker failed (exit code {worker.exitcode}); see log.txt")
-    zero = {q["id"]: {"points": 0.0, "max_points": q["max_points"], "message": why} for q in job.questions}
+    zero = {q["id"]: {"points": 0.0, "max_points": q["max_points"], "message": why, "state": "fail"}
+            for q in job.questions}
     return {"student": job.student, "hand_in": job.hand_in, "status": "timeout" if timed_out else "error",
             "message": why,
             "questions": zero, "seconds": time.monotonic() - start, "total": 0.0,
@@ -294,7 +295,7 @@ class Grader:
             result.update(status="invalid", total=0.0,
                           message=f"changed files it may not (restored): {', '.join(changed)[:300]}")
             for q in result["questions"].values():
-                q.update(points=0.0, message="no points: the notebook changed grader files")
+                q.update(points=0.0, state="fail", message="no points: the notebook changed grader files")
         self.record(result, set())
 
 

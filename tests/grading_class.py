@@ -14,6 +14,7 @@ from pathlib import Path
 import nbformat
 
 from course_utils.grading import feedback
+from course_utils.grading.tables import state_of
 
 ASSIGNMENT = "00_tiny"
 MAX = {"add": 1.0, "square": 2.0}
@@ -22,11 +23,13 @@ COLUMNS = ["student", *MAX, "total", "max", "status", "seconds", "message"]
 
 def result(student: str, points: dict[str, float], messages: dict[str, str] | None = None,
            status: str = "ok", message: str = "") -> dict:
-    """A result dict like the worker's (every question present, totals summed)."""
+    """A result dict like the worker's (every question present with its state, totals summed)."""
     messages = messages or {}
     questions = {q: {"points": float(points.get(q, 0)), "max_points": m,
                      "message": messages.get(q, f"{q} is right." if points.get(q, 0) >= m else "wrong")}
                  for q, m in MAX.items()}
+    for q in questions.values():
+        q["state"] = state_of(q)
     return {"student": student, "status": status, "message": message, "questions": questions,
             "seconds": 1.5, "cpu_seconds": 1.0, "total": sum(q["points"] for q in questions.values()),
             "max": sum(MAX.values())}

@@ -32,7 +32,7 @@ def test_gradescope_results_have_one_test_per_question(tmp_path):
     assert [(t["score"], t["max_score"], t["status"]) for t in jose["tests"]] == [(1, 1, "passed"), (2, 2, "passed")]
     assert sum(t["score"] for t in jose["tests"]) == jose["score"]
     bob = by_student["bob"]
-    assert bob["score"] == 0.9 and bob["tests"][1]["output"] == "square(3) returned 6, expected 9."
+    assert bob["score"] == 0.9 and bob["tests"][1]["output"] == "❌ FAIL: square(3) returned 6, expected 9."
     assert bob["output_format"] == bob["tests"][0]["output_format"] == "md"
     eve = by_student[f"eve{HOSTILE}"]
     assert "<script>" not in json.dumps(eve) and "&lt;script&gt;" in eve["tests"][0]["output"]
@@ -127,3 +127,28 @@ def test_late_notes_reach_html_and_gradescope(tmp_path):
     exports.write_gradescope(results, {"bob": 0.9}, {"bob": note})
     bob = json.loads((results["bob"].folder / "results.json").read_text())
     assert bob["score"] == 0.9 and bob["output"].endswith("10 % off &lt;b&gt;")
+
+
+PART = "square(2.0) is a float.\n   Partial credit: 1 of 2 points for the right values."
+
+
+def test_partial_credit_reaches_every_export(tmp_path):
+    results = [result("ana", {"add": 1, "square": 1}, {"square": PART}), result("bob", {"add": 1, "square": 2})]
+    book, folder = write_class(tmp_path, results)
+    found = load_results(folder)
+    exports.write_gradescope(found)
+    exports.write_html_feedback(found, ASSIGNMENT)
+    ana = found["ana"].folder
+    square = json.loads((ana / "results.json").read_text())["tests"][1]
+    assert (square["score"], square["max_score"], square["status"]) == (1.0, 2.0, "failed")
+    assert square["output"].startswith("🟡 PART: ") and "1 of 2 points for the right values" in square["output"]
+    md = (ana / "feedback.md").read_text()
+    assert "| `square` | 🟡 PART | 1 / 2 | square(2.0) is a float. Partial credit: 1 of 2 points for the right" in md
+    assert "Questions: 1 pass, 1 part." in md
+    page = (ana / "feedback.html").read_text()
+    assert '<tr class="part"><td><code>square</code></td><td>🟡 PART</td><td>1 / 2</td>' in page
+    write_roster(tmp_path / "roster.csv", [ROSTER[0], ["ana", "A, Ana", "1", "S-1"], ["bob", "B, Bob", "2", "S-2"]])
+    out = exports.write_canvas(exports.totals_of(read_gradebook(book).rows), tmp_path / "roster.csv",
+                               tmp_path / "canvas.csv", "Lab 0", 3)
+    with open(out, newline="", encoding="utf-8") as f:
+        assert [r[-1] for r in csv.reader(f)][2:] == ["2", "3"]

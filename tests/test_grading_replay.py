@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils.checks import grade, load_all
+from course_utils.checks import QUESTIONS, Mistake, grade, load_all, question
 from course_utils.grading.replay import Diverged, Recorder, Replayer, record, replay
 
 NO_TORCH = torch._C.DisableTorchFunction
@@ -136,3 +136,29 @@ def test_a_stub_gets_the_same_verdict_as_in_the_notebook_on_every_question(qid):
 
     replayed, direct = replay(qid, record(qid, stub)), grade(qid, stub)
     assert (replayed.points, replayed.attempted, replayed.message) == (direct.points, direct.attempted, direct.message)
+
+
+@pytest.fixture
+def partial_question():
+    """A test-only question worth 2 points: 1 for the right values, 2 when they are also ints."""
+    @question("tiny_square_partial", "00_tiny_replay", answer_name="square", points=2)
+    def check_square(square):
+        got = [square(x) for x in (0, 3, -2)]
+        if got != [x * x for x in (0, 3, -2)]:
+            raise Mistake(f"square returned {got}, expected [0, 9, 4].")
+        if any(type(g) is not int for g in got):
+            raise Mistake("square returned floats where ints are expected.", "keep the int: no float(...) around it.",
+                          earned=1, credit="the right values")
+        return "square is right on 3 cases."
+    yield "tiny_square_partial"
+    del QUESTIONS["tiny_square_partial"]
+
+
+@pytest.mark.parametrize("square, state, points", [
+    (lambda x: x * x, "pass", 2.0), (lambda x: float(x * x), "part", 1.0), (lambda x: 2 * x, "fail", 0.0)])
+def test_partial_credit_survives_the_replay(partial_question, square, state, points):
+    replayed, direct = replay(partial_question, record(partial_question, square)), grade(partial_question, square)
+    assert (replayed.state, replayed.points, replayed.message) == (direct.state, direct.points, direct.message)
+    assert (replayed.state, replayed.points) == (state, points)
+    if state == "part":
+        assert "Partial credit: 1 of 2 points for the right values." in replayed.message

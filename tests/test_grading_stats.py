@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import csv
 
+import matplotlib.colors
 import matplotlib.image
+import numpy as np
 import pytest
 
 from course_utils.grading import stats
@@ -43,7 +45,8 @@ def test_item_analysis_counts_passes_partial_credit_and_mistakes():
     a = stats.analyse(class_results())
     add, square = a.questions
     assert (add.question, add.students, add.passed, add.pass_rate) == ("add", 10, 8, 0.8)
-    assert (square.students, square.passed, square.partial, square.not_attempted) == (10, 5, 1, 1)
+    assert (square.students, square.passed, square.partial, square.failed, square.not_attempted) == (10, 5, 1, 3, 1)
+    assert dict(add.states) == {"pass": 8, "fail": 1, "todo": 1}
     assert square.mean_points == pytest.approx((5 * 2 + 1) / 10)
     assert square.mistakes.most_common(1) == [("square(N) returned N, expected N.", 3)]
     assert add.mistakes["not attempted yet"] == 1
@@ -58,11 +61,12 @@ def test_report_files_from_the_feedback_folder(tmp_path):
     assert sorted(p.name for p in paths.values()) == ["grades.mistakes.csv", "grades.stats.csv",
                                                        "grades.stats.md", "grades.stats.png"]
     text = paths["stats.md"].read_text()
-    assert "| `square` | 2 | 50% (5/10) | 1.10 | 1 | 1 |" in text
+    assert "| `square` | 2 | 50% (5/10) | 1.10 | 5 | 1 | 3 | 1 |" in text
     assert "| 3 | square(N) returned N, expected N. |" in text and "1 invalid hand-in(s), not graded" in text
     with open(paths["stats.csv"], newline="") as f:
         rows = {r["question"]: r for r in csv.DictReader(f)}
     assert rows["add"]["pass_rate"] == "0.8000" and rows["square"]["mean_points"] == "1.1000"
+    assert [rows["square"][k] for k in ("passed", "partly_right", "failed", "not_attempted")] == ["5", "1", "3", "1"]
     with open(paths["mistakes.csv"], newline="") as f:
         mistakes = list(csv.DictReader(f))
     square = [m for m in mistakes if m["question"] == "square"]
@@ -70,6 +74,10 @@ def test_report_files_from_the_feedback_folder(tmp_path):
     assert sum(int(m["students"]) for m in mistakes) == (10 - 8) + (10 - 5)
     image = matplotlib.image.imread(paths["stats.png"])
     assert image.ndim == 3 and image.shape[1] > image.shape[0] > 200
+    pixels = (image[..., :3] * 255).round().reshape(-1, 3)
+    for state in ("pass", "part", "fail", "todo"):          # every state of the class has its bar segment
+        colour = np.array(matplotlib.colors.to_rgb(stats.COLOURS[state])) * 255
+        assert (np.abs(pixels - colour).max(axis=1) < 3).sum() > 50, state
 
 
 def test_a_class_with_no_mistakes_and_a_markdown_pipe():
@@ -78,3 +86,13 @@ def test_a_class_with_no_mistakes_and_a_markdown_pipe():
     assert "Every graded student got full points." in text and "100% (1/1)" in text
     rows = [result("c", {"add": 0}, {"add": "expected a|b, got <b>"})]
     assert "expected a\\|b, got &lt;b>" in stats.markdown(stats.analyse(rows), ASSIGNMENT)
+
+
+def test_the_state_the_check_gave_counts_over_points():
+    """Results written before questions had a state get it from their points and message."""
+    part = result("p", {"add": 1, "square": 1}, {"square": "right values, wrong dtype"})
+    old = result("o", {"add": 1, "square": 1})
+    for q in old["questions"].values():
+        del q["state"]
+    a = stats.analyse([part, old])
+    assert dict(a.questions[1].states) == {"part": 2} and a.questions[1].mistakes["right values, wrong dtype"] == 1

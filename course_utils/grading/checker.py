@@ -95,10 +95,10 @@ def _record_in_child(question: Question, answers: Path, write_fd: int, threads: 
 
 def grade_one(question: Question, answers: Path, timeout: float, threads: int = 1) -> dict:
     """Grade one question: record in a child process (with `threads` torch threads), replay here;
-    return points, max_points and message. Replays run single-threaded: a process that forks must
-    not have started OpenMP threads, or its children may hang."""
+    return points, max_points, message and state (pass, part, fail or todo). Replays run
+    single-threaded: a process that forks must not have started OpenMP threads, or its children may hang."""
     torch.set_num_threads(1)
-    base = {"points": 0.0, "max_points": question.max_points}
+    base = {"points": 0.0, "max_points": question.max_points, "state": "fail"}
     if not (answers / f"{question.answer_name}.pkl").is_file():
         return {**base, "message": _missing_message(question, answers)}
     read_fd, write_fd = os.pipe()
@@ -122,9 +122,10 @@ def grade_one(question: Question, answers: Path, timeout: float, threads: int = 
         if data[:1] != b"R":
             return {**base, "message": data[1:].decode(errors="replace")}
         result = replay(question.id, data[1:])
-        points = float(result.points)
-        return {**base, "points": points if 0 <= points <= question.max_points else 0.0,
-                "message": str(result.message)}
+        points, state = float(result.points), str(result.state)
+        if not 0 <= points <= question.max_points:
+            points, state = 0.0, "fail"
+        return {**base, "points": points, "state": state, "message": str(result.message)}
     except TimeoutError:
         os.kill(pid, signal.SIGKILL)
         return {**base, "message": f"the check of `{question.answer_name}` ran past {timeout:g} s "

@@ -1,7 +1,8 @@
 """Exports of the grader's results: Gradescope results.json, a Canvas gradebook import, HTML feedback.
 
 Gradescope: one `results.json` per student in the autograder format (overall `score`, one test
-per question with `name`, `score`, `max_score`, `output` in Markdown). Canvas: a CSV with the
+per question with `name`, `score`, `max_score`, `output` in Markdown starting with the question's
+state; Gradescope's `status` is `passed` only for full points, partial credit shows as its score). Canvas: a CSV with the
 gradebook-import columns `Student, ID, SIS User ID, SIS Login ID, Section` and one assignment
 column, built from a roster the instructor exports from Canvas; its `Points Possible` row sets a
 new assignment's points. HTML feedback: the content of feedback.md, every value escaped.
@@ -14,8 +15,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .feedback import EXPLAIN
-from .tables import StudentResult, number, write_csv
+from .feedback import EXPLAIN, counts
+from .tables import MARKS, StudentResult, number, state_of, write_csv
 
 CANVAS_COLUMNS = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
 ROSTER_ALIASES = {"student_id": "student_id", "student id": "student_id", "student": "Student", "name": "Student",
@@ -33,11 +34,11 @@ def gradescope_results(result: dict, score: float | None = None, note: str = "")
     """The Gradescope autograder results.json for one result dict (`score` overrides the total, e.g.
     after a late penalty that `note` explains)."""
     tests = [{"name": qid, "number": str(i), "score": float(q["points"]), "max_score": float(q["max_points"]),
-              "status": "passed" if float(q["points"]) >= float(q["max_points"]) else "failed",
-              "output": _markdown_text(q.get("message", "")), "output_format": "md"}
+              "status": "passed" if state_of(q) == "pass" else "failed",
+              "output": f"{MARKS[state_of(q)]}: {_markdown_text(q.get('message', ''))}", "output_format": "md"}
              for i, (qid, q) in enumerate(result["questions"].items(), start=1)]
     summary = f"**{float(result['total']):g} / {float(result['max']):g} points**, status `{result['status']}`: " \
-              f"{EXPLAIN.get(result['status'], '')}"
+              f"{EXPLAIN.get(result['status'], '')} Questions: {counts(result)}."
     if result.get("message"):
         summary += f"\n\nWhat the grader saw: {_markdown_text(result['message'])}"
     if note:
@@ -145,10 +146,10 @@ def feedback_html(assignment: str, result: dict, note: str = "") -> str:
     e = lambda v: html.escape(str(v), quote=True)
     rows = []
     for qid, q in result["questions"].items():
-        points, top = float(q["points"]), float(q["max_points"])
-        kind = "full" if points >= top else "part" if points > 0 else "zero"
-        rows.append(f'<tr class="{kind}"><td><code>{e(qid)}</code></td><td>{points:g} / {top:g}</td>'
-                    f'<td class="msg">{e(q.get("message", ""))}</td></tr>')
+        points, top, state = float(q["points"]), float(q["max_points"]), state_of(q)
+        kind = {"pass": "full", "part": "part"}.get(state, "zero")
+        rows.append(f'<tr class="{kind}"><td><code>{e(qid)}</code></td><td>{e(MARKS[state])}</td>'
+                    f'<td>{points:g} / {top:g}</td><td class="msg">{e(q.get("message", ""))}</td></tr>')
     saw = (f"<p>What the grader saw (cells counted from the top, text cells included): {e(result['message'])}</p>"
            if result.get("message") else "")
     return "\n".join([
@@ -156,10 +157,11 @@ def feedback_html(assignment: str, result: dict, note: str = "") -> str:
         f"<title>{e(assignment)}: feedback for {e(result['student'])}</title><style>{STYLE}</style></head><body>",
         f"<h1>{e(assignment)}: feedback for {e(result['student'])}</h1>",
         f"<p><strong>{float(result['total']):g} / {float(result['max']):g} points</strong>, status "
-        f"<code>{e(result['status'])}</code>: {e(EXPLAIN.get(result['status'], ''))}</p>", saw,
+        f"<code>{e(result['status'])}</code>: {e(EXPLAIN.get(result['status'], ''))}</p>",
+        f"<p>Questions: {e(counts(result))}.</p>", saw,
         "<p>Points come from the grader's own run of the checks; "
         "your <code>check(...)</code> cells were not run.</p>",
-        "<table><tr><th>question</th><th>points</th><th>message</th></tr>", *rows, "</table>",
+        "<table><tr><th>question</th><th>result</th><th>points</th><th>message</th></tr>", *rows, "</table>",
         f"<h2>Late submission</h2><p>{e(note)}</p>" if note else "", "</body></html>", ""])
 
 

@@ -1,5 +1,10 @@
-"""The feedback a student receives: every question with its points and the check's message."""
+"""The feedback a student receives: every question with its state, points and the check's message.
+
+A question's state is pass, part (partial credit: the check's message says for what), fail or todo.
+"""
 from __future__ import annotations
+
+from .tables import MARKS, STATES, state_of
 
 EXPLAIN = {
     "ok": "Your notebook ran to the end.",
@@ -15,16 +20,23 @@ def _cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
+def counts(result: dict) -> str:
+    """How many questions are in each state, e.g. '3 pass, 1 part, 1 fail'."""
+    states = [state_of(q) for q in result["questions"].values()]
+    return ", ".join(f"{states.count(s)} {s}" for s in STATES if s in states)
+
+
 def render(assignment: str, result: dict) -> str:
     """Markdown feedback for one student's result row (student, status, questions, total, max, ...)."""
     lines = [f"# {assignment}: feedback for {result['student']}", "",
              f"**{result['total']:g} / {result['max']:g} points**, status `{result['status']}`: "
-             f"{EXPLAIN.get(result['status'], '')}", ""]
+             f"{EXPLAIN.get(result['status'], '')}", "", f"Questions: {counts(result)}.", ""]
     if result.get("message"):
         lines += [f"What the grader saw (cells counted from the top, text cells included): "
                   f"{_cell(result['message'])}", ""]
     lines += ["Points come from the grader's own run of the checks; your `check(...)` cells were not run.", "",
-              "| question | points | message |", "|---|---|---|"]
+              "| question | result | points | message |", "|---|---|---|---|"]
     for qid, q in result["questions"].items():
-        lines.append(f"| `{qid}` | {q['points']:g} / {q['max_points']:g} | {_cell(q['message'])} |")
+        lines.append(f"| `{qid}` | {MARKS[state_of(q)]} | {float(q['points']):g} / {float(q['max_points']):g} | "
+                     f"{_cell(q['message'])} |")
     return "\n".join(lines) + "\n"

@@ -1,4 +1,5 @@
-"""Item analysis: per question, how many passed, the mean points and the most frequent mistakes.
+"""Item analysis: per question, how many passed, got partial credit, failed or did not attempt it,
+the mean points and the most frequent mistakes.
 
 Mistake messages are grouped after normalising what varies between students (numbers, memory
 addresses, quoted values, line numbers), so that "square(3) returned 6, expected 9" and
@@ -18,9 +19,10 @@ from matplotlib.figure import Figure
 
 from course_utils.checks import NOT_ATTEMPTED
 
-from .tables import write_csv
+from .tables import MARKS, STATES, state_of, write_csv
 
 TOP = 5
+COLOURS = {"pass": "#2e7d32", "part": "#f9a825", "fail": "#c62828", "todo": "#9e9e9e"}
 NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?(?![\w])")
 ADDRESS = re.compile(r"\b0x[0-9a-fA-F]+\b")
 QUOTED = re.compile(r"'[^'\n]{0,200}'|\"[^\"\n]{0,200}\"")
@@ -47,12 +49,30 @@ class QuestionStats:
 
     question: str
     max_points: float
-    students: int = 0
-    passed: int = 0
-    partial: int = 0
-    not_attempted: int = 0
+    states: Counter = field(default_factory=Counter)
     points: list[float] = field(default_factory=list)
     mistakes: Counter = field(default_factory=Counter)
+
+    @property
+    def students(self) -> int:
+        return sum(self.states.values())
+
+    @property
+    def passed(self) -> int:
+        return self.states["pass"]
+
+    @property
+    def partial(self) -> int:
+        """Students with partial credit (state part)."""
+        return self.states["part"]
+
+    @property
+    def failed(self) -> int:
+        return self.states["fail"]
+
+    @property
+    def not_attempted(self) -> int:
+        return self.states["todo"]
 
     @property
     def pass_rate(self) -> float:
@@ -81,16 +101,11 @@ def analyse(results: list[dict]) -> ItemAnalysis:
     for r in graded:
         for qid, q in r["questions"].items():
             s = table.setdefault(qid, QuestionStats(qid, float(q["max_points"])))
-            points, message = float(q["points"]), str(q.get("message", ""))
-            s.students += 1
-            s.points.append(points)
-            if points >= s.max_points > 0:
-                s.passed += 1
-                continue
-            s.partial += points > 0
-            key = normalise(message)
-            s.not_attempted += key == NOT_ATTEMPTED
-            s.mistakes[key] += 1
+            state = state_of(q)
+            s.states[state] += 1
+            s.points.append(float(q["points"]))
+            if state != "pass":
+                s.mistakes[NOT_ATTEMPTED if state == "todo" else normalise(str(q.get("message", "")))] += 1
     max_total = max((float(r["max"]) for r in results), default=0.0)
     return ItemAnalysis(list(table.values()), [float(r["total"]) for r in graded], max_total,
                         len(results) - len(graded))
@@ -108,11 +123,11 @@ def markdown(a: ItemAnalysis, assignment: str, top: int = TOP) -> str:
     lines = [f"# {assignment}: item analysis", "",
              f"{n} graded students (mean total {mean:.2f} / {a.max_total:g})"
              + (f"; {a.not_graded} invalid hand-in(s), not graded, left out." if a.not_graded else "."), "",
-             "| question | max | pass rate | mean points | partly right | not attempted |",
-             "|---|---|---|---|---|---|"]
+             "| question | max | pass rate | mean points | pass | part | fail | todo |",
+             "|---|---|---|---|---|---|---|---|"]
     for s in a.questions:
         lines.append(f"| `{s.question}` | {s.max_points:g} | {s.pass_rate:.0%} ({s.passed}/{s.students}) | "
-                     f"{s.mean_points:.2f} | {s.partial} | {s.not_attempted} |")
+                     f"{s.mean_points:.2f} | " + " | ".join(str(s.states[state]) for state in STATES) + " |")
     for s in a.questions:
         lines += ["", f"## `{s.question}`: most frequent mistakes", ""]
         if not s.mistakes:
@@ -124,18 +139,24 @@ def markdown(a: ItemAnalysis, assignment: str, top: int = TOP) -> str:
 
 
 def figure(a: ItemAnalysis, assignment: str) -> Figure:
-    """Two panels: each question's pass rate (bars) and the histogram of total scores."""
-    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    """Two panels: each question's students by state (stacked bars: pass, part, fail, todo) and the
+    histogram of total scores."""
+    fig = Figure(figsize=(10, max(3.8, 1.2 + 0.32 * len(a.questions))), layout="constrained")
     FigureCanvasAgg(fig)
     left, right = fig.subplots(1, 2)
-    names = [s.question for s in a.questions]
-    rates = [100 * s.pass_rate for s in a.questions]
-    left.barh(names[::-1], rates[::-1], color="tab:blue")
+    rows = a.questions[::-1]
+    names = [s.question for s in rows]
+    start = np.zeros(len(rows))
+    for state in STATES:
+        share = np.array([100 * s.states[state] / max(s.students, 1) for s in rows])
+        left.barh(names, share, left=start, color=COLOURS[state], label=MARKS[state].split()[1].lower())
+        start += share
+    for y, s in enumerate(rows):
+        left.text(1, y, f"{s.pass_rate:.0%}", va="center", color="white", fontsize=8)
     left.set_xlim(0, 100)
-    left.set_xlabel("students with full points (%)")
-    left.set_title("pass rate per question")
-    for y, (name, rate) in enumerate(zip(names[::-1], rates[::-1])):
-        left.text(min(rate, 88) + 1, y, f"{rate:.0f} %", va="center")
+    left.set_xlabel("students (%)")
+    left.set_title("result per question")
+    left.legend(loc="lower center", bbox_to_anchor=(0.5, 1.08), ncol=len(STATES), frameon=False, fontsize=8)
     fractional = any(t != int(t) for t in a.totals)
     step = a.max_total / 20 if a.max_total > 20 else 0.5 if fractional else 1.0
     right.hist(a.totals, bins=np.arange(-step / 2, max(a.max_total, 1.0) + step, step),
@@ -159,9 +180,9 @@ def write_report(results: list[dict], assignment: str, prefix: Path, top: int = 
     prefix.parent.mkdir(parents=True, exist_ok=True)
     paths["stats.md"].write_text(markdown(a, assignment, top), encoding="utf-8")
     write_csv(paths["stats.csv"], ["question", "max_points", "students", "passed", "pass_rate", "mean_points",
-                                   "partly_right", "not_attempted"],
+                                   "partly_right", "failed", "not_attempted"],
               [[s.question, f"{s.max_points:g}", s.students, s.passed, f"{s.pass_rate:.4f}",
-                f"{s.mean_points:.4f}", s.partial, s.not_attempted] for s in a.questions])
+                f"{s.mean_points:.4f}", s.partial, s.failed, s.not_attempted] for s in a.questions])
     write_csv(paths["mistakes.csv"], ["question", "students", "mistake"],
               [[s.question, count, msg] for s in a.questions for msg, count in s.mistakes.most_common()])
     figure(a, assignment).savefig(paths["stats.png"], dpi=110)

@@ -3,7 +3,7 @@
 The gradebook has the columns `student, <question ids...>, total, max, status, seconds, message`
 (written questions merged by `written` sit among the question ids). Each student's feedback folder
 holds `result.json` (student, status, total, max, message, questions {id: points, max_points,
-message}) and the executed notebook; folders are found by reading result.json, never by
+message, state}) and the executed notebook; folders are found by reading result.json, never by
 rebuilding a folder name from the student id.
 """
 from __future__ import annotations
@@ -14,8 +14,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from course_utils.checks import MARKS, NOT_ATTEMPTED
+
 FIRST = "student"
 LAST = ("total", "max", "status", "seconds", "message")
+STATES = ("pass", "part", "fail", "todo")
+MARKS = {state: MARKS[state] for state in STATES}
 
 
 @dataclass
@@ -130,3 +134,16 @@ def number(text: str, what: str) -> float:
     if value != value or value in (float("inf"), float("-inf")):
         raise ValueError(f"{what} is {text!r}, not a finite number")
     return value
+
+
+def state_of(question: dict) -> str:
+    """A graded question's state, pass, part, fail or todo: as the check said, else from its points and message."""
+    state = question.get("state")
+    if state in STATES:
+        return state
+    points, top = float(question["points"]), float(question["max_points"])
+    if points >= top > 0:
+        return "pass"
+    if points > 0:
+        return "part"
+    return "todo" if str(question.get("message", "")).startswith(NOT_ATTEMPTED) else "fail"

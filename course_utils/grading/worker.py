@@ -249,7 +249,8 @@ def execute(job: Job, nb: nbformat.NotebookNode, work: Path, answers: Path, exec
 
 
 def _zero(job: Job, message: str) -> dict:
-    return {q["id"]: {"points": 0.0, "max_points": q["max_points"], "message": message} for q in job.questions}
+    return {q["id"]: {"points": 0.0, "max_points": q["max_points"], "message": message, "state": "fail"}
+            for q in job.questions}
 
 
 def _audit(log: Path) -> list[str]:
