@@ -1,126 +1,177 @@
-"""Questions of notebook 05 (batch-size study): the EMA, the Kalman gain's fixed point, a learning-rate
-search on validation data, and a prediction written down before the run."""
+"""Questions of notebook 05 (batch-size study): steps per epoch, equal images in steps, the linear-scaling
+rule with its warm-up, two predictions written down before the run, why Adadelta shows no gap, a
+learning-rate search on validation data, the EMA, a per-image smoothing to fix, and the Kalman gain."""
 import math
 import re
 
+import numpy as np
 import torch
 
 from ..smoothing import ema as ema_reference
-from ..smoothing import steady_state_gain
+from ..smoothing import ema_per_image, steady_state_gain
 from ..training import History
-from . import Mistake, question
-from .tools import as_tensor, expect_close
+from . import Mistake, question, written_question
+from .tools import as_tensor, expect_choice, expect_close, expect_count, expect_shape
 
 NOTEBOOK = "05_batch_size_study"
 
 
-def _uncorrected(values: torch.Tensor, beta: float) -> torch.Tensor:
-    out, m = torch.empty_like(values), 0.0
-    for t, v in enumerate(values.tolist()):
-        m = beta * m + (1 - beta) * v
-        out[t] = m
-    return out
+def _number(value, what: str) -> float:
+    """`value` (int, float, NumPy or one-element tensor) as a float, or a Mistake saying it is not a number."""
+    if isinstance(value, np.ndarray) and value.size == 1 or isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise Mistake(f"{what} is a {type(value).__name__} ({value!r:.40}); write one number.")
+    return float(value)
 
 
-@question("ema", NOTEBOOK)
-def check_ema(ema) -> str:
-    g = torch.Generator().manual_seed(5)
-    cases = [(torch.tensor([4.0, 2.0, 3.0]), 0.5),
-             (2.3 * torch.exp(-torch.arange(200.0) / 60) + 0.3 * torch.rand(200, generator=g), 0.9),
-             (torch.rand(50, generator=g, dtype=torch.float64) + 1.0, 0.98)]
-    for values, beta in cases:
-        got = as_tensor(ema(values.tolist(), beta), f"ema(values, beta={beta})")
-        want = ema_reference(values, beta)
-        if got.shape == want.shape and torch.allclose(got, _uncorrected(values.double(), beta), rtol=1e-4):
-            raise Mistake(f"for beta={beta} your curve starts at {got[0].item():.4g}, the data at "
-                          f"{values[0].item():.4g}: it is not bias-corrected.",
-                          "divide m_t by (1 - beta**t), with t counted from 1.")
-        expect_close(got, want, f"ema(values, beta={beta}) for {len(values)} values",
-                     "m_t = beta * m_(t-1) + (1 - beta) * x_t from m_0 = 0, then s_t = m_t / (1 - beta**t); "
-                     "return one value per input.", rtol=1e-5)
-    return "bias-corrected EMA matches on 3 curves (beta 0.5, 0.9, 0.98); s_1 equals x_1."
+def _is_whole_number_type(value) -> bool:
+    """Whether `value` is an integer type (int, NumPy integer, integer tensor), not a float that happens to be whole."""
+    if isinstance(value, torch.Tensor):
+        return not value.is_floating_point()
+    if isinstance(value, np.ndarray):
+        return np.issubdtype(value.dtype, np.integer)
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-def _gain_mistakes(q: float, r: float) -> dict[str, float]:
-    """What common wrong derivations return for (q, r), each with its hint."""
-    k = steady_state_gain(q, r)
-    p_prior = q / k
-    return {"that is 1 - k = beta, the EMA's factor; the question asks for the gain k itself.": 1 - k,
-            "that is the predicted variance P⁻ = P + q at the fixed point; the gain is P⁻ / (P⁻ + r).": p_prior,
-            "that is the posterior variance P = (1 - k) P⁻; the gain is P⁻ / (P⁻ + r).": (1 - k) * p_prior,
-            "that is the gain of the first step from P = 0, q / (q + r); iterate P⁻ = P + q, "
-            "k = P⁻ / (P⁻ + r), P = (1 - k) P⁻ until k stops changing.": q / (q + r),
-            "q and r are swapped: q is the variance of the level's drift, r the noise of each "
-            "observation (a noisier observation must give a smaller gain).": steady_state_gain(r, q)}
+# --- steps per epoch ---------------------------------------------------------------------------------
+
+STEP_CASES = ((60_000, 32), (60_000, 512), (10_000, 512), (1_000, 64), (70, 32), (512, 512), (100, 512), (1, 1))
 
 
-@question("kalman_gain_limit", NOTEBOOK)
-def check_kalman_gain_limit(kalman_gain_limit) -> str:
-    cases = [(1.0, 1.0), (0.01 / 0.9, 1.0), (2e-4, 0.05), (3.0, 0.5), (1e-6, 1.0)]
-    for q, r in cases:
-        got = kalman_gain_limit(q, r)
-        try:
-            got = float(got)
-        except (TypeError, ValueError):
-            raise Mistake(f"kalman_gain_limit({q:g}, {r:g}) returned {type(got).__name__}; return the gain "
-                          "as one number.") from None
-        want = steady_state_gain(q, r)
-        if math.isclose(got, want, rel_tol=1e-4, abs_tol=1e-9):
+def _steps_mistakes(cases) -> dict[str, list[int]]:
+    """What common wrong counts give on `cases`, keyed by the message that names the mistake."""
+    return {"drops the last, partial batch (as DataLoader(drop_last=True) would): an epoch also trains on "
+            "the images left over when b does not divide n.": [n // b for n, b in cases],
+            "is one too many when b divides n: 512 images in batches of 512 are one step, not two.":
+                [n // b + 1 for n, b in cases],
+            "rounds n / b to the nearest whole number: a leftover of a few images still needs a step of "
+            "its own.": [round(n / b) for n, b in cases],
+            "has n and b swapped: steps_per_epoch(n_images, batch_size).": [-(-b // n) for n, b in cases]}
+
+
+@question("steps_per_epoch", NOTEBOOK, kind="implement", hints=(
+        "An epoch trains on every image once; count the batches, and look at what happens to the images "
+        "left over when the batch size does not divide n.",
+        "The last batch may be partial, and it still costs one step. n / b gives a float: a count is an int.",
+        "ceil(n / b): math.ceil(n / b), or in integers -(-n // b) or (n + b - 1) // b."))
+def check_steps_per_epoch(steps_per_epoch) -> str:
+    want = [-(-n // b) for n, b in STEP_CASES]
+    mistakes = _steps_mistakes(STEP_CASES)
+    got = [steps_per_epoch(n, b) for n, b in STEP_CASES]
+    numbers = [_number(g, f"steps_per_epoch({n}, {b})") for g, (n, b) in zip(got, STEP_CASES)]
+    floats = [i for i, g in enumerate(got) if not _is_whole_number_type(g)]
+    if floats and numbers == want:
+        n, b = STEP_CASES[floats[0]]
+        raise Mistake(f"steps_per_epoch({n}, {b}) is the right count as a float ({numbers[floats[0]]!r}): "
+                      "np.ceil, torch.ceil and / give floats, and a count is an int.",
+                      "wrap it in int(...), or count with integers only.", earned=0.5, credit="the right counts")
+    for message, wrong in mistakes.items():
+        if numbers == wrong:
+            raise Mistake(f"your count {message}", "see hint('steps_per_epoch').")
+    fractions = [i for i, v in enumerate(numbers) if v != round(v)]
+    if fractions:
+        n, b = STEP_CASES[fractions[0]]
+        raise Mistake(f"steps_per_epoch({n}, {b}) is {numbers[fractions[0]]:g}, a fraction of a step: the optimiser "
+                      "takes whole steps, and a count is an int.", "see hint('steps_per_epoch').")
+    for g, w, (n, b) in zip(got, want, STEP_CASES):
+        expect_count(g.item() if isinstance(g, np.ndarray) else g, w, f"steps_per_epoch({n}, {b})",
+                     "see hint('steps_per_epoch').")
+    return (f"steps per epoch right on {len(STEP_CASES)} cases, with a partial last batch where b does not divide n: "
+            "60,000 images take 1,875 steps at batch 32 and 118 at batch 512 (117 full and one of 96).")
+
+
+# --- equal images, in steps ------------------------------------------------------------------------------
+
+@question("equal_images_steps", NOTEBOOK, kind="concept", hints=(
+        "Equal images seen means the two runs processed the same number of training images in all; each "
+        "step processes one batch.",
+        "Count batch 512's images first; then ask how many batches of 32 hold as many.",
+        "steps × 512 = steps₃₂ × 32, so steps₃₂ = 60 × 512 / 32."))
+def check_equal_images_steps(equal_images_steps) -> str:
+    want, value = 60 * 512 // 32, equal_images_steps
+    number = _number(value, "equal_images_steps")
+    named = {60: "60 is equal steps, the other comparison: at equal images the small batch takes more steps.",
+             16: "16 is the ratio of the batch sizes; the question asks for a number of steps.",
+             60 * 512: "30,720 is the number of images both runs see; the question asks for batch 32's steps.",
+             60 * 32 / 512: "3.75 has the ratio upside down: the smaller batch needs more steps for the same images, "
+                            "not fewer.", 4: "4 has the ratio upside down: the smaller batch needs more steps for "
+                                             "the same images, not fewer."}
+    for wrong, why in named.items():
+        if math.isclose(number, wrong):
+            raise Mistake(f"equal_images_steps: {why}", "see hint('equal_images_steps').")
+    if number != want:
+        raise Mistake(f"equal_images_steps = {number:g} steps of 32 images is {number * 32:,.0f} images, not the "
+                      f"{60 * 512:,} that batch 512 saw in 60 steps.", "see hint('equal_images_steps').")
+    expect_count(value.item() if isinstance(value, np.ndarray) else value, want, "equal_images_steps",
+                 "write the count as an int, without a decimal point.")
+    return ("960 steps of batch 32 see 30,720 images, as many as 60 steps of batch 512: equal images means "
+            "16 times as many steps for a batch 16 times smaller.")
+
+
+# --- the linear-scaling rule with a gradual warm-up -------------------------------------------------------
+
+WARMUP_CASES = ((0.05, 32, 512, 4, 7), (0.1, 256, 1024, 5, 8), (0.01, 64, 512, 10, 12), (0.05, 32, 32, 3, 5))
+
+
+def _schedule(base_lr, base_batch, batch_size, warmup_steps, total_steps, scale=None, frac=None, start=None):
+    """A per-step schedule; `scale`, `frac` and `start` replace the rule's parts to build the named mistakes."""
+    target = base_lr * (scale(batch_size, base_batch) if scale else batch_size / base_batch)
+    lr0 = base_lr if start is None else start(target)
+    fraction = frac or (lambda t, w: min(1.0, t / w))
+    return torch.tensor([lr0 + fraction(t, warmup_steps) * (target - lr0) for t in range(1, total_steps + 1)],
+                        dtype=torch.float64)
+
+
+_WARMUP_MISTAKES = {
+    "the target rate is base_lr × batch_size, not scaled by the ratio of the batch sizes: batch 512 from a "
+    "base batch of 32 should get 16 times the rate, not 512 times.": dict(scale=lambda b, b0: b),
+    "the rate is scaled the wrong way: a larger batch must get a larger rate.": dict(scale=lambda b, b0: b0 / b),
+    "that is square-root scaling (√k); the rule of Goyal et al. is linear in k.": dict(scale=lambda b, b0: (b / b0) ** 0.5),
+    "the rate never leaves base_lr: the larger batch is not scaled up.": dict(scale=lambda b, b0: 1.0),
+    "your warm-up multiplies the target by the fraction of warm-up done, so it starts near 0; the warm-up "
+    "climbs from base_lr to the scaled rate.": dict(start=lambda target: 0.0),
+    "there is no warm-up: every step already runs at the scaled rate.": dict(frac=lambda t, w: 1.0),
+    "the rate keeps climbing after warmup_steps: it should hold at the scaled rate from there on.":
+        dict(frac=lambda t, w: t / w),
+    "your warm-up is one step late: the first step runs at base_lr itself and the scaled rate is reached at "
+    "step warmup_steps + 1; count steps from 1, as linear_warmup does.": dict(frac=lambda t, w: min(1.0, (t - 1) / w)),
+}
+
+
+def _as_schedule(value, what: str) -> torch.Tensor:
+    """A returned schedule (list, tuple, NumPy array or tensor) as a float64 tensor."""
+    if isinstance(value, (int, float, np.number)) or isinstance(value, torch.Tensor) and value.dim() == 0:
+        raise Mistake(f"{what} returned one number; return one learning rate per step, total_steps of them.")
+    return as_tensor(value, what)
+
+
+@question("warmup_schedule", NOTEBOOK, kind="implement", hints=(
+        "Two parts: the rate a batch of batch_size should end at (the linear-scaling rule, relative to "
+        "base_batch), and how the first warmup_steps steps get there from base_lr.",
+        "k = batch_size / base_batch, target kη. During the warm-up the rate moves by equal amounts per step "
+        "from η; the t-th step (t from 1) has done t / warmup_steps of the way, and from warmup_steps on it holds.",
+        "lr_t = η + min(1, t / warmup_steps) · (kη − η) for t = 1, …, total_steps."))
+def check_warmup_schedule(warmup_schedule) -> str:
+    wants = [_schedule(*case) for case in WARMUP_CASES]
+    mistakes = [{m: _schedule(*case, **parts) for m, parts in _WARMUP_MISTAKES.items()} for case in WARMUP_CASES]
+    for case, want, wrong in zip(WARMUP_CASES, wants, mistakes):
+        what = "warmup_schedule({}, {}, {}, {}, {})".format(*case)
+        got = _as_schedule(warmup_schedule(*case), what)
+        expect_shape(got, tuple(want.shape), what, "one rate per step: total_steps values, warm-up included.")
+        if torch.allclose(got, want, rtol=1e-5, atol=1e-9):
             continue
-        for hint, wrong in _gain_mistakes(q, r).items():
-            if math.isclose(got, wrong, rel_tol=1e-4, abs_tol=1e-9):
-                raise Mistake(f"kalman_gain_limit({q:g}, {r:g}) returned {got:.6g}, expected {want:.6g}.", hint)
-        raise Mistake(f"kalman_gain_limit({q:g}, {r:g}) returned {got:.6g}, expected {want:.6g}.",
-                      "at the fixed point P⁻ = P + q and P = (1 - k) P⁻ give k P⁻ = q; with k = P⁻ / (P⁻ + r) "
-                      "this is k² = λ (1 - k), λ = q / r. Iterating until k stops changing works too.")
-    return (f"the steady-state gain is right for {len(cases)} noise ratios, e.g. q = r gives "
-            f"{steady_state_gain(1, 1):.4f} and q / r = 0.01 / 0.9 gives 0.1 (the EMA with beta = 0.9).")
+        for message, schedule in wrong.items():
+            if torch.allclose(got, schedule, rtol=1e-5, atol=1e-9):
+                raise Mistake(f"{what}: {message}", "see hint('warmup_schedule').")
+        first = int((~torch.isclose(got, want, rtol=1e-5, atol=1e-9)).nonzero()[0])
+        raise Mistake(f"{what}: the rate of step {first + 1} is {got[first].item():.6g}, expected {want[first].item():.6g}.",
+                      "see hint('warmup_schedule').")
+    return ("linear scaling with a gradual warm-up, as Goyal et al.: batch 512 from a base of 32 at 0.05 climbs "
+            "0.2375, 0.425, 0.6125 and holds at 0.8 from step 4; the same batch size keeps its rate.")
 
 
-def _history(val: list[float], test: float, train: list[float]) -> History:
-    return History(val_acc=val, test_acc=[test], train_acc=train, epoch_seconds=[1.0] * len(val))
-
-
-def _choice_cases() -> list[tuple[dict[float, History], float]]:
-    """Searches where validation, test, training and best-epoch choices all disagree."""
-    first = {0.05: _history([0.80, 0.90], 0.95, [0.85, 0.93]),
-             0.2: _history([0.85, 0.93], 0.90, [0.88, 0.99]),
-             0.8: _history([0.96, 0.92], 0.91, [0.90, 0.95]),
-             0.4: _history([0.50, 0.60], 0.60, [0.50, 0.60])}
-    second = {1.6: _history([0.10, 0.11, 0.10], 0.10, [0.12, 0.11, 0.10]),
-              0.4: _history([0.90, 0.95, 0.965], 0.960, [0.90, 0.96, 0.995]),
-              0.1: _history([0.85, 0.94, 0.96], 0.975, [0.86, 0.95, 0.99]),
-              0.2: _history([0.88, 0.95, 0.97], 0.965, [0.90, 0.96, 0.98])}
-    return [(first, 0.2), (second, 0.2)]
-
-
-@question("choose_lr", NOTEBOOK)
-def check_choose_lr(choose_lr) -> str:
-    for histories, want in _choice_cases():
-        got = choose_lr(dict(histories))
-        by = lambda score: max(sorted(histories), key=lambda lr: score(histories[lr]))
-        if isinstance(got, History):
-            raise Mistake("choose_lr returned a History; return its learning rate (the dictionary's key).")
-        if got not in histories:
-            values = {round(a, 6) for h in histories.values() for a in h.val_acc + h.test_acc}
-            what = " (an accuracy, not a learning rate)" if isinstance(got, float) and round(got, 6) in values else ""
-            raise Mistake(f"choose_lr returned {got!r}{what}; return one of the keys {sorted(histories)}.")
-        if got == want:
-            continue
-        if got == by(lambda h: h.test_acc[-1]):
-            raise Mistake(f"you chose lr {got:g} by test accuracy.",
-                          "choose on validation (history.val_acc); the test set is scored once, after "
-                          "the choice, or its figure is no longer an honest estimate.")
-        if got == by(lambda h: h.train_acc[-1]):
-            raise Mistake(f"you chose lr {got:g} by training accuracy.",
-                          "training accuracy rewards memorising; choose on history.val_acc.")
-        if got == by(lambda h: max(h.val_acc)):
-            raise Mistake(f"you chose lr {got:g} by its best epoch, but the model you keep is the one after "
-                          "the last epoch.", "compare history.val_acc[-1].")
-        raise Mistake(f"choose_lr chose {got:g}; the highest final validation accuracy belongs to {want:g}.",
-                      "return the key whose history.val_acc[-1] is largest ")
-    return "choose_lr picks the rate with the highest final validation accuracy, not the test, training or best-epoch one."
-
+# --- predictions -------------------------------------------------------------------------------------------
 
 BATCHES = (32, 64, 512)
 
@@ -149,8 +200,230 @@ def parse_ordering(prediction) -> tuple[int, ...]:
     return tuple(int(v) for v in values)
 
 
-@question("prediction", NOTEBOOK, answer_name="my_prediction")
+@question("prediction", NOTEBOOK, answer_name="my_prediction", kind="predict", hints=(
+        "Same epochs, same rate, same seed: what differs between the three runs is the number of steps each "
+        "takes and how noisy each step is.",
+        "Use steps_per_epoch: how many updates does each batch size make in one epoch, and how far does each "
+        "update move the weights at a fixed learning rate?"))
 def check_prediction(my_prediction) -> str:
     order = parse_ordering(my_prediction() if callable(my_prediction) else my_prediction)
     return (f"prediction recorded: {' > '.join(map(str, order))} (best first). It is graded for being "
             "written down, not for being right: run the next cell and compare.")
+
+
+@question("noise_ratio", NOTEBOOK, answer_name="predicted_noise_ratio", kind="predict", hints=(
+        "A step's loss is the mean of the losses of the batch's images. How does the spread of a mean depend on "
+        "how many values it averages?",
+        "The variance of a mean of b independent values is σ² / b; the question asks for a ratio of standard "
+        "deviations, not of variances.",
+        "std₃₂ / std₅₁₂ = (σ / √32) / (σ / √512) = √(512 / 32) = √16."))
+def check_noise_ratio(predicted_noise_ratio) -> str:
+    truth = math.sqrt(512 / 32)
+    number = _number(predicted_noise_ratio, "predicted_noise_ratio")
+    if not number > 0:
+        raise Mistake(f"predicted_noise_ratio is {number:g}: a ratio of two standard deviations is positive.",
+                      "see hint('noise_ratio').")
+    why = ("a batch's loss is the mean of b per-image losses, so its standard deviation is σ / √b: batch 32's "
+           f"is √(512 / 32) = {truth:g} times batch 512's")
+    if abs(number - truth) <= 0.1 * truth:
+        return f"right: {why}. The next cell measures it."
+    named = {16.0: "16 is the ratio of the variances (σ² / b); the question asks for the standard deviations.",
+             1.0: "1 says the batch size does not change the noise; but a larger batch averages more images.",
+             1 / truth: "that has the ratio upside down: the smaller batch averages fewer images, so it is the noisier.",
+             1 / 16: "that has the ratio upside down (and of variances): the smaller batch is the noisier."}
+    wrong = next((w for v, w in named.items() if math.isclose(number, v, rel_tol=0.05)), "")
+    raise Mistake(f"predicted {number:g}: {wrong or 'not what sampling noise gives.'} In fact {why}. The next cell "
+                  "measures it.", "see hint('noise_ratio').", earned=0.5, credit="a prediction written down before the run")
+
+
+ADADELTA_OPTIONS = {
+    "a": "right: Adadelta divides each gradient by its own running root-mean-square, so its effective rate "
+         "|Δθ| / |g| follows the noise; batch 512's averaged, less noisy gradient gets a larger rate, which "
+         "plain SGD at a fixed lr never does (section 2 measures the ratio).",
+    "b": "the number of steps per epoch depends only on the number of images and the batch size, whatever the "
+         "optimiser: Adadelta takes 118 steps at batch 512, like SGD.",
+    "c": "an epoch is every training image once, for any batch size: both see 60,000 images per epoch.",
+    "d": "StepLR multiplies the rate by 0.7 once per epoch, for both batch sizes alike: it does not depend on the "
+         "number of steps.",
+    "e": "MNIST is the same task for both optimisers, yet plain SGD at a fixed rate does show a gap; the task "
+         "cannot explain why only one of them does.",
+}
+
+
+@question("adadelta_no_gap", NOTEBOOK, answer_name="adadelta_answer", kind="concept", hints=(
+        "Both optimisers see the same images and take the same number of steps per epoch; what differs is how "
+        "big each step is.",
+        "Section 2 of the lecture plots |Δθ| / |g| per step: constant for SGD, and for Adadelta?"))
+def check_adadelta_no_gap(adadelta_answer) -> str:
+    return expect_choice(adadelta_answer, ADADELTA_OPTIONS, "a", "adadelta_answer")
+
+
+# --- choosing the learning rate -------------------------------------------------------------------------------
+
+def _history(val: list[float], test: float, train: list[float]) -> History:
+    return History(val_acc=val, test_acc=[test], train_acc=train, epoch_seconds=[1.0] * len(val))
+
+
+def _choice_cases() -> list[tuple[dict[float, History], float]]:
+    """Searches where validation, test, training and best-epoch choices all disagree."""
+    first = {0.05: _history([0.80, 0.90], 0.95, [0.85, 0.93]),
+             0.2: _history([0.85, 0.93], 0.90, [0.88, 0.99]),
+             0.8: _history([0.96, 0.92], 0.91, [0.90, 0.95]),
+             0.4: _history([0.50, 0.60], 0.60, [0.50, 0.60])}
+    second = {1.6: _history([0.10, 0.11, 0.10], 0.10, [0.12, 0.11, 0.10]),
+              0.4: _history([0.90, 0.95, 0.965], 0.960, [0.90, 0.96, 0.995]),
+              0.1: _history([0.85, 0.94, 0.96], 0.975, [0.86, 0.95, 0.99]),
+              0.2: _history([0.88, 0.95, 0.97], 0.965, [0.90, 0.96, 0.98])}
+    return [(first, 0.2), (second, 0.2)]
+
+
+@question("choose_lr", NOTEBOOK, kind="implement", hints=(
+        "Which of the three splits may a choice look at, and which epoch's model is the one you keep?",
+        "The test set is scored once, after the choice; training accuracy rewards memorising; the model kept is "
+        "the one after the last epoch.",
+        "return max(histories, key=lambda lr: histories[lr].val_acc[-1])"))
+def check_choose_lr(choose_lr) -> str:
+    for histories, want in _choice_cases():
+        got = choose_lr(dict(histories))
+        by = lambda score: max(sorted(histories), key=lambda lr: score(histories[lr]))
+        if isinstance(got, History):
+            raise Mistake("choose_lr returned a History; return its learning rate (the dictionary's key).")
+        if got not in histories:
+            values = {round(a, 6) for h in histories.values() for a in h.val_acc + h.test_acc}
+            what = " (an accuracy, not a learning rate)" if isinstance(got, float) and round(got, 6) in values else ""
+            raise Mistake(f"choose_lr returned {got!r}{what}; return one of the keys {sorted(histories)}.")
+        if got == want:
+            continue
+        if got == by(lambda h: h.test_acc[-1]):
+            raise Mistake(f"you chose lr {got:g} by test accuracy: the test set is scored once, after the "
+                          "choice, or its figure is no longer an honest estimate.", "see hint('choose_lr').")
+        if got == by(lambda h: h.train_acc[-1]):
+            raise Mistake(f"you chose lr {got:g} by training accuracy, which rewards memorising.",
+                          "see hint('choose_lr').")
+        if got == by(lambda h: max(h.val_acc)):
+            raise Mistake(f"you chose lr {got:g} by its best epoch, but the model you keep is the one after "
+                          "the last epoch.", "see hint('choose_lr').")
+        raise Mistake(f"choose_lr chose {got:g}, which does not have the highest final validation accuracy.",
+                      "see hint('choose_lr').")
+    return "choose_lr picks the rate with the highest final validation accuracy, not the test, training or best-epoch one."
+
+
+# --- smoothing ---------------------------------------------------------------------------------------------
+
+def _uncorrected(values: torch.Tensor, beta: float) -> torch.Tensor:
+    out, m = torch.empty_like(values), 0.0
+    for t, v in enumerate(values.tolist()):
+        m = beta * m + (1 - beta) * v
+        out[t] = m
+    return out
+
+
+def _ema_cases() -> list[tuple[torch.Tensor, float]]:
+    g = torch.Generator().manual_seed(5)
+    return [(torch.tensor([4.0, 2.0, 3.0]), 0.5),
+            (2.3 * torch.exp(-torch.arange(200.0) / 60) + 0.3 * torch.rand(200, generator=g), 0.9),
+            (torch.rand(50, generator=g, dtype=torch.float64) + 1.0, 0.98)]
+
+
+@question("ema", NOTEBOOK, kind="implement", hints=(
+        "Compare your first smoothed value with the first loss: they should be equal. Why is m_1 not?",
+        "m_0 = 0 pulls the early m_t toward zero; the weights β^(t−i)(1 − β) summed over i = 1..t are 1 − β^t.",
+        "s_t = m_t / (1 − β^t) with t counted from 1, one value per input."))
+def check_ema(ema) -> str:
+    cases = _ema_cases()
+    wants = [(ema_reference(values, beta), _uncorrected(values.double(), beta)) for values, beta in cases]
+    for (values, beta), (want, uncorrected) in zip(cases, wants):
+        got = as_tensor(ema(values.tolist(), beta), f"ema(values, beta={beta})")
+        if got.shape == want.shape and torch.allclose(got, uncorrected, rtol=1e-4):
+            raise Mistake(f"for beta={beta} your curve starts at {got[0].item():.4g}, the data at "
+                          f"{values[0].item():.4g}: it is not bias-corrected.", "see hint('ema').")
+        expect_close(got, want, f"ema(values, beta={beta}) for {len(values)} values",
+                     "one value per input; see hint('ema').", rtol=1e-5)
+    return "bias-corrected EMA matches on 3 curves (beta 0.5, 0.9, 0.98); s_1 equals x_1."
+
+
+SMOOTHING_CASES = ((32, 320), (512, 5120), (64, 1024), (1, 2))
+
+
+def _smoothing_mistakes(losses: torch.Tensor, b: int, images: int) -> dict[str, torch.Tensor]:
+    """What the reported code and its half-fixed versions give, keyed by the message that names the mistake."""
+    per_step, per_image = 1 - 1 / images, 1 - b / images
+    return {"this is still the reported version: its window counts steps, not images, and it is not "
+            "bias-corrected.": _uncorrected(losses, per_step),
+            "the window is right now, but the curve is still not bias-corrected: it starts near zero, not at the "
+            "first loss.": _uncorrected(losses, per_image),
+            "bias-corrected now, but β still averages over `images` steps, that is batch_size × images "
+            "images: the window must count images.": ema_reference(losses, per_step),
+            "β and 1 − β are swapped: a β close to 0 barely smooths at all.": ema_reference(losses, b / images)}
+
+
+@question("smooth_per_image", NOTEBOOK, kind="debug", hints=(
+        "Run the check on `reported_smoothing` and compare its first value with the first loss; then ask how "
+        "many images the EMA averages over at batch 32 and at batch 512.",
+        "An EMA with factor β averages about 1 / (1 − β) steps, that is batch_size / (1 − β) images; and it "
+        "needs the bias correction of exercise `ema`.",
+        "beta = 1 − batch_size / images, and s_t = m_t / (1 − β^t) (or call the `ema` you wrote)."))
+def check_smooth_per_image(smooth_per_image) -> str:
+    g = torch.Generator().manual_seed(7)
+    cases = [(1.5 * torch.exp(-torch.arange(60.0, dtype=torch.float64) / 25)
+              + 0.2 * torch.rand(60, generator=g, dtype=torch.float64), b, images) for b, images in SMOOTHING_CASES]
+    refs = [(ema_per_image(x, b, images), _smoothing_mistakes(x, b, images)) for x, b, images in cases]
+    for (losses, b, images), (want, wrong) in zip(cases, refs):
+        what = f"smooth_per_image(losses, batch_size={b}, images={images})"
+        got = expect_shape(smooth_per_image(losses.tolist(), b, images), tuple(want.shape), what,
+                           "one smoothed value per step.")
+        if torch.allclose(got, want, rtol=1e-5, atol=1e-9):
+            continue
+        for message, curve in wrong.items():
+            if torch.allclose(got, curve, rtol=1e-5, atol=1e-9):
+                raise Mistake(f"{what}: {message}", "see hint('smooth_per_image').")
+        expect_close(got, want, what, "see hint('smooth_per_image').", rtol=1e-5)
+    return ("both bugs fixed: bias-corrected, and the window counts images (β = 0.9 at batch 32 over 320 images, "
+            "as at batch 512 over 5,120), so curves of different batch sizes are smoothed alike.")
+
+
+def _gain_mistakes(q: float, r: float) -> dict[str, float]:
+    """What common wrong derivations return for (q, r), keyed by the message that names the mistake."""
+    k = steady_state_gain(q, r)
+    p_prior = q / k
+    return {"that is 1 - k = beta, the EMA's factor; the question asks for the gain k itself.": 1 - k,
+            "that is the predicted variance P⁻ = P + q at the fixed point, not the gain.": p_prior,
+            "that is the posterior variance P = (1 - k) P⁻ at the fixed point, not the gain.": (1 - k) * p_prior,
+            "that is the gain of the first step from P = 0; the gain keeps changing after it.": q / (q + r),
+            "q and r are swapped: q is the variance of the level's drift, r the noise of each "
+            "observation (a noisier observation must give a smaller gain).": steady_state_gain(r, q),
+            "that is λ = q / r itself; the gain is a function of λ, found at the fixed point.": q / r}
+
+
+@question("kalman_gain_limit", NOTEBOOK, kind="implement", hints=(
+        "The gain does not depend on the data: only the three variance lines matter. Where do they stop "
+        "changing?",
+        "At the fixed point P⁻ = P + q and P = (1 − k) P⁻ give k P⁻ = q; together with k = P⁻ / (P⁻ + r) that "
+        "is one equation in k. Iterating the three lines until k stops changing works too.",
+        "k² = λ (1 − k) with λ = q / r, so k = (−λ + √(λ² + 4λ)) / 2."))
+def check_kalman_gain_limit(kalman_gain_limit) -> str:
+    cases = [(1.0, 1.0), (0.01 / 0.9, 1.0), (2e-4, 0.05), (3.0, 0.5), (1e-6, 1.0)]
+    references = [(steady_state_gain(q, r), _gain_mistakes(q, r)) for q, r in cases]
+    for (q, r), (want, mistakes) in zip(cases, references):
+        got = kalman_gain_limit(q, r)
+        try:
+            got = float(got)
+        except (TypeError, ValueError):
+            raise Mistake(f"kalman_gain_limit({q:g}, {r:g}) returned {type(got).__name__}; return the gain "
+                          "as one number.") from None
+        if math.isclose(got, want, rel_tol=1e-4, abs_tol=1e-9):
+            continue
+        for message, wrong in mistakes.items():
+            if math.isclose(got, wrong, rel_tol=1e-4, abs_tol=1e-9):
+                raise Mistake(f"kalman_gain_limit({q:g}, {r:g}) returned {got:.6g}, expected {want:.6g}: {message}",
+                              "see hint('kalman_gain_limit').")
+        raise Mistake(f"kalman_gain_limit({q:g}, {r:g}) returned {got:.6g}, expected {want:.6g}.",
+                      "see hint('kalman_gain_limit').")
+    return (f"the steady-state gain is right for {len(cases)} noise ratios, e.g. q = r gives "
+            f"{steady_state_gain(1, 1):.4f} and q / r = 0.01 / 0.9 gives 0.1 (the EMA with beta = 0.9).")
+
+
+written_question("report_both_98_75", NOTEBOOK, hints=(
+    "Which optimiser and schedule did the report use, and what does section 2 show that optimiser doing with "
+    "a large batch?",
+    "Also: how big is the standard error of a test accuracy on 10,000 digits, and is 15 epochs long for MNIST?"))
