@@ -1,162 +1,353 @@
-"""Questions of notebook 01 (convolution kernels): output size, conv2d by loops and vectorised, an edge kernel."""
+"""Questions of notebook 01 (convolution kernels): output size, a conv layer's output shape, conv2d by loops
+and vectorised, a padding bug to fix, an edge kernel, flipping, a parameter count, the backward pass."""
 from __future__ import annotations
 
+import re
+from itertools import product
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
+from torch import nn
 
 from ..kernels import output_size as output_size_reference
-from . import Mistake, question
-from .tools import as_tensor, expect_shape
+from . import Mistake, question, written_question
+from .conv_backward import CONV_BUILTINS, check_conv2d_backward, check_same_conv
+from .tools import Watch, as_tensor, expect_choice, expect_count, expect_shape, forbid, source_of
 
 NOTEBOOK = "01_convolution_kernels"
 # (image height, width, kernel side, stride, padding, dtype): strides that do not divide evenly,
 # non-square images, float32 and float64, so that no hard-coded or half-right answer fits them all.
 CONV_CASES = [(6, 7, 3, 1, 0, torch.float64), (7, 5, 3, 1, 1, torch.float64), (9, 8, 3, 2, 0, torch.float64),
               (10, 11, 5, 3, 2, torch.float64), (12, 9, 2, 2, 1, torch.float32)]
-VECTORISED_CASE = (40, 40, 3, 1, 0)
+# two image sides for the vectorisation test: the work of a loop over output pixels grows 9-fold between them
+LOOP_SIDES, LOOP_KERNEL = (8, 24), 3
+SIZE_CASES = [(28, 3, 1, 0), (28, 3, 1, 1), (28, 5, 2, 2), (15, 4, 2, 0), (13, 5, 3, 2), (100, 7, 4, 3),
+              (7, 3, 3, 1), (10, 3, 1, 2)]
+LIBRARY_CONV = re.compile(r"\.(correlate2d|convolve2d|correlate|convolve|fftconvolve|oaconvolve)\s*\(")
 
 
-class _CountTorchCalls(TorchFunctionMode):
-    """Count the torch functions and tensor methods called, and remember whether conv2d was one."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls, self.used_conv2d = 0, False
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        self.calls += 1
-        self.used_conv2d |= func in (F.conv2d, torch.conv2d)
-        return func(*args, **(kwargs or {}))
-
-
-def _size_mistakes(n: int, k: int, s: int, p: int) -> list[tuple[float, str, str]]:
-    """(wrong size, what went wrong, hint) for the common slips, most telling first."""
-    formula = "out = (n + 2p - k) // s + 1"
+def _size_slips(n: int, k: int, s: int, p: int) -> list[tuple[Any, str]]:
+    """(wrong size, what went wrong) for the common slips, most telling first."""
     return [
-        ((n + 2 * p - k) / s + 1, "used true division: a window only counts if it fits entirely.",
-         f"round down with //: {formula}."),
-        ((n + 2 * p - k) // s, "off by one: the count of window positions is one more than the number of steps.",
-         f"add 1: {formula}."),
-        ((n + 2 * p - k) // s + 2, "off by one: one window too many.", formula),
-        (-(-(n + 2 * p - k) // s) + 1, "rounded up: a window that runs past the padded edge does not count.",
-         f"round down with //: {formula}."),
-        ((n - k) // s + 1, "padding ignored.", f"padding p adds p pixels on each side: {formula}."),
-        ((n + p - k) // s + 1, "padding counted on one side only.", f"padding p adds p pixels on each side: {formula}."),
-        (n + 2 * p - k + 1, "stride ignored.", f"a stride s moves the window s pixels at a time: {formula}."),
+        ((n + 2 * p - k) // s, "one too few: the count of window positions is one more than the number of "
+                               "steps between them (add 1)."),
+        ((n + 2 * p - k) // s + 2, "one window too many."),
+        (-(-(n + 2 * p - k) // s) + 1, "rounded up: a last window that hangs over the padded edge does not count."),
+        ((n - k) // s + 1, "padding ignored: the answer is right only where padding is 0."),
+        ((n + p - k) // s + 1, "padding counted on one side only: padding adds p pixels on each side."),
+        (n + 2 * p - k + 1, "stride ignored: the answer is right only where stride is 1."),
     ]
 
 
-@question("output_size", NOTEBOOK)
+def _is_whole(value: Any) -> bool:
+    """Whether `value` is an integer type (int, NumPy integer, one-element integer tensor), not a bool."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() == 1 and not value.is_floating_point() and value.dtype != torch.bool
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _count_mistake(value: Any, want: int, call: str) -> Mistake | None:
+    """The Mistake `expect_count` raises for one case (a float, a bool, a wrong number), or None if right."""
+    try:
+        expect_count(value, want, call)
+    except Mistake as m:
+        return m
+    return None
+
+
+@question("output_size", NOTEBOOK, hints=(
+    "Draw a row of n + 2p cells and slide a window of k cells over it, s cells at a time, starting at the left "
+    "edge. Count the positions where the whole window fits, e.g. for n=7, k=3, stride 2: starts 0, 2, 4.",
+    "The last start must leave k cells for the window: it is at most n + 2p - k. Starts are 0, s, 2s, ..., so "
+    "count the multiples of s up to that, rounding down (a window hanging over the edge does not count); the "
+    "answer is a count, an int.",
+    "out = (n + 2 * padding - kernel_size) // stride + 1  (// rounds down and keeps an int)."))
 def check_output_size(output_size: Callable[..., int]) -> str:
-    cases = [(28, 3, 1, 0), (28, 3, 1, 1), (28, 5, 2, 2), (15, 4, 2, 0), (13, 5, 3, 2), (100, 7, 4, 3),
-             (7, 3, 3, 1), (10, 3, 1, 2)]
-    answers = [output_size(n, k, stride=s, padding=p) for n, k, s, p in cases]
-    wanted = [output_size_reference(*case) for case in cases]
-    wrong = [i for i, (got, want) in enumerate(zip(answers, wanted)) if got != want]
-    if not wrong:
-        return f"output_size is right on {len(cases)} cases, e.g. n=28, k=5, stride 2, padding 2 -> 14."
-    slips = [_size_mistakes(*case) for case in cases]          # per case: [(size, what, hint), ...]
-    explains = lambda j: all(answers[i] == slips[i][j][0] for i in range(len(cases)))
-    what, hint = next(((w, h) for j, (_, w, h) in enumerate(slips[0]) if explains(j)),
-                      ("", "trace it by hand: list the positions where the window's left edge can start."))
-    (n, k, s, p), i = cases[wrong[0]], wrong[0]
-    raise Mistake(f"output_size(n={n}, kernel_size={k}, stride={s}, padding={p}) returned {answers[i]!r}, "
-                  f"expected {wanted[i]}. {what}".rstrip(), hint)
+    wanted = [output_size_reference(*case) for case in SIZE_CASES]
+    answers = [output_size(n, k, stride=s, padding=p) for n, k, s, p in SIZE_CASES]
+    mistakes = [_count_mistake(got, want, f"output_size(n={n}, kernel_size={k}, stride={s}, padding={p})")
+                for got, want, (n, k, s, p) in zip(answers, wanted, SIZE_CASES)]
+    first = next((i for i, m in enumerate(mistakes) if m is not None), None)
+    if first is None:
+        return (f"output_size returns the right int on {len(SIZE_CASES)} cases, also where the stride does not "
+                "divide n + 2p - k, e.g. n=15, k=4, stride 2, padding 0 -> 6.")
+    mistake, got = mistakes[first], answers[first]
+    if not _is_whole(got):
+        raise mistake                                     # a float or another type: expect_count says so
+    slips = [(size, what) for size, what in _size_slips(*SIZE_CASES[first]) if got == size]
+    explained = lambda what: sum(answers[i] == size for i, case in enumerate(SIZE_CASES)
+                                 for size, w in _size_slips(*case) if w == what)
+    what = max(slips, key=lambda slip: explained(slip[1]))[1] if slips else _size_diagnosis(mistakes)
+    raise Mistake(f"{mistake.message} {what}".rstrip(), "run hint('output_size') for a way to count them.")
+
+
+def _size_diagnosis(mistakes: list[Mistake | None]) -> str:
+    """What the right and the wrong cases have in common, when no named slip explains the first wrong one."""
+    right = [case for case, m in zip(SIZE_CASES, mistakes) if m is None]
+    if right and all(s == 1 for _, _, s, _ in right) and any(s > 1 for (_, _, s, _), m in zip(SIZE_CASES, mistakes) if m):
+        return "Right at stride 1, wrong at larger strides: look at how the stride enters."
+    if right and all(p == 0 for *_, p in right):
+        return "Right without padding, wrong with padding: look at how the padding enters."
+    return ""
+
+
+PREDICT_LAYER, PREDICT_BATCH = dict(in_channels=3, out_channels=16, kernel_size=5, stride=2, padding=1), (8, 3, 32, 32)
+
+
+def _as_shape(value: Any) -> tuple:
+    """A predicted shape as a tuple of its entries (a tuple, list, torch.Size or 1-D array)."""
+    if isinstance(value, torch.Tensor):
+        value = value.tolist()
+    if hasattr(value, "tolist") and not isinstance(value, (list, tuple)):
+        value = value.tolist()
+    if not isinstance(value, (list, tuple)):
+        raise Mistake(f"predicted_shape should be a tuple such as (8, 3, 32, 32), got {type(value).__name__}: "
+                      f"{value!r:.60}.")
+    return tuple(value)
+
+
+@question("conv_output_shape", NOTEBOOK, answer_name="predicted_shape", kind="predict", hints=(
+    "A conv layer's output is (N, C_out, H_out, W_out): which of these does the layer change, and which does "
+    "it keep from the input batch?",
+    "The batch size N stays; the channel count becomes out_channels (one map per filter); each side follows "
+    "output_size with the layer's kernel, stride and padding.",
+    "(8, 16, (32 + 2*1 - 5) // 2 + 1, same) = (8, 16, 15, 15)."))
+def check_conv_output_shape(predicted_shape: Any) -> str:
+    n, c, h, w = PREDICT_BATCH
+    layer = PREDICT_LAYER
+    side = output_size_reference(h, layer["kernel_size"], layer["stride"], layer["padding"])
+    truth = (n, layer["out_channels"], side, side)
+    measured = tuple(nn.Conv2d(**layer)(torch.zeros(PREDICT_BATCH)).shape)
+    assert measured == truth
+    got = _as_shape(predicted_shape)
+    why = (f"N = {n} stays, C_out = {layer['out_channels']} filters, each side "
+           f"({h} + 2*{layer['padding']} - {layer['kernel_size']}) // {layer['stride']} + 1 = {side}")
+    if got == truth and all(isinstance(d, int) and not isinstance(d, bool) for d in got):
+        return f"predicted {truth}: {why}."
+    said = f"predicted {got}, measured {truth}"
+    if len(got) == 3:
+        raise Mistake(f"{said}: the batch dimension is missing; a layer keeps one output per image of the batch.",
+                      "the shape has four entries, (N, C, H, W).")
+    if len(got) != 4:
+        raise Mistake(f"{said}: a conv layer's output has four entries, (N, C, H, W).", "run hint('conv_output_shape').")
+    if any(not isinstance(d, int) or isinstance(d, bool) for d in got):
+        raise Mistake(f"{said}: {[d for d in got if not isinstance(d, int)][0]!r} is not a whole number; a side "
+                      "counts window positions.", "a window that does not fit is not counted: round down.")
+    if got[1] == c:
+        raise Mistake(f"{said}: {c} channels is the input's count; the output has one channel per filter.",
+                      "look at out_channels.")
+    if got[1:3] == (side, side) and got[3] == layer["out_channels"]:
+        raise Mistake(f"{said}: channels last; PyTorch keeps the channels second, (N, C, H, W).",
+                      "the order is batch, channels, height, width.")
+    sides = {side + 1: "one too many per side: the side was rounded up, but a window hanging over the padded "
+             "edge is not computed.",
+             side - 1: "one too few per side: either the padding was left out or the +1 for the first window "
+             "position is missing.",
+             h + 2 * layer["padding"] - layer["kernel_size"] + 1: "the stride is ignored: stride 2 computes every "
+             "second position only."}
+    if got[0] == n and got[1] == layer["out_channels"] and got[2] in sides:
+        raise Mistake(f"{said}: {sides[got[2]]}", "run hint('conv_output_shape') for more.")
+    raise Mistake(f"{said}: {why}.", "compare each entry with the measured shape.")
 
 
 def _conv(image: torch.Tensor, kernel: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
     return F.conv2d(image[None, None], kernel[None, None], stride=stride, padding=padding)[0, 0]
 
 
-SLIPS = [  # (what the slip does to (kernel, stride, padding), what went wrong, hint)
-    (lambda w, s, p: (w.flip(0, 1), s, p), "you flipped the kernel: that is a true convolution, but PyTorch's "
-     "conv2d (and this exercise) computes cross-correlation.", "multiply each patch by kernel[u, v] as it is."),
-    (lambda w, s, p: (w, s, 0), "padding ignored.", "zero-pad the image by `padding` pixels on every side first "
-     "(F.pad(image, (p, p, p, p)))."),
-    (lambda w, s, p: (w, 1, p), "stride ignored.", "output pixel (i, j) starts its patch at row i*stride, "
-     "column j*stride."),
-    (lambda w, s, p: (w, 1, 0), "padding and stride both ignored.", "pad first, then move by `stride`."),
-]
+KERNEL_SLIPS = {"": lambda w: w, "flip": lambda w: w.flip(0, 1), "transpose": lambda w: w.T}
+PAD_SLIPS = {"": lambda p: (p, p, p, p), "no pad": lambda p: (0, 0, 0, 0), "one side": lambda p: (p, 0, p, 0)}
+SLIP_WORDS = {
+    "flip": "the kernel is turned by 180° (flipped): that is a true convolution, but conv2d here, like PyTorch's, "
+            "is a cross-correlation, which uses the kernel as it is",
+    "transpose": "the kernel is transposed: its rows act as columns",
+    "no pad": "the zero padding is missing: the output has the values of padding 0",
+    "one side": "the image is padded on one side only (top and left)",
+    "stride": "the window moves one pixel at a time whatever the stride",
+    "last": "the last output row and column stay 0: the loops stop one position short",
+}
+SLIP_HINTS = {"flip": "use kernel[u, v] as it is, without flipping.", "transpose": "kernel[u, v] weights the pixel u "
+              "rows down and v columns right of the patch's corner.", "no pad": "pad the image on every side first.",
+              "one side": "F.pad's (left, right, top, bottom) needs p in all four.", "stride": "output pixel (i, j) "
+              "starts its window stride times further than pixel (1, 1) of a stride-1 run.",
+              "last": "count the rows of your range() against the output's rows."}
+
+
+def _slip_outputs(image: torch.Tensor, kernel: torch.Tensor, stride: int, padding: int) -> dict[tuple, torch.Tensor]:
+    """Output of every combination of slips (kernel, padding, stride, last row missing) on one case."""
+    outputs = {}
+    for (kname, kslip), (pname, pslip), sname in product(KERNEL_SLIPS.items(), PAD_SLIPS.items(), ("", "stride")):
+        out = _conv(F.pad(image, pslip(padding)), kslip(kernel), 1 if sname else stride, 0)
+        outputs[tuple(w for w in (kname, pname, sname) if w)] = out
+        last = out.clone()
+        if min(last.shape) > 1:
+            last[-1], last[:, -1] = 0, 0
+            outputs[tuple(w for w in (kname, pname, sname, "last") if w)] = last
+    return outputs
 
 
 def _matches(got: torch.Tensor, want: torch.Tensor) -> bool:
     return got.shape == want.shape and bool(torch.allclose(got, want, atol=1e-4, rtol=1e-4))
 
 
-def _check_conv2d(conv2d: Callable[..., Any], name: str) -> str:
-    """Compare `conv2d(image, kernel, stride, padding)` with F.conv2d on every CONV_CASES case."""
+def _case_name(name: str, case: tuple) -> str:
+    h, w, k, s, p, dtype = case
+    return f"{name}(image {h}x{w}, kernel {k}x{k}, stride={s}, padding={p}) in {str(dtype)[6:]}"
+
+
+def _pattern(passed: list[bool]) -> str:
+    """What the passing and failing cases have in common: stride, padding, dtype or kernel parity."""
+    right = [case for case, ok in zip(CONV_CASES, passed) if ok]
+    wrong = [case for case, ok in zip(CONV_CASES, passed) if not ok]
+    tests = [(lambda c: c[3] == 1, "right at stride 1, wrong at stride {}: look at where each window starts "
+              "when the stride is not 1", 3),
+             (lambda c: c[4] == 0, "right without padding, wrong with padding {}: look at the padding and where "
+              "the windows sit in the padded image", 4),
+             (lambda c: c[5] == torch.float64, "right in float64, wrong in {}: look at the dtypes you create", 5),
+             (lambda c: c[2] % 2 == 1, "right for odd kernels, wrong for a {}-wide one: look at how you cut patches", 2)]
+    for holds, words, field in tests:
+        if right and all(holds(c) for c in right) and not any(holds(c) for c in wrong):
+            return words.format(str(wrong[0][field]).removeprefix("torch."))
+    return ""
+
+
+def _run_conv_cases(conv2d: Callable[..., Any], name: str) -> str:
+    """Compare `conv2d(image, kernel, stride, padding)` with F.conv2d on every case; name the slip seen first."""
     g = torch.Generator().manual_seed(1)
-    inputs, answers = [], []
-    for h, w, k, s, p, dtype in CONV_CASES:
+    cases = []
+    for h, w, k, s, p, dtype in CONV_CASES:            # every reference before the student's code runs
         image = torch.randn(h, w, generator=g, dtype=torch.float64)
         kernel = torch.randn(k, k, generator=g, dtype=torch.float64)
-        with _CountTorchCalls() as counter:
-            got = conv2d(image.to(dtype, copy=True), kernel.to(dtype, copy=True), stride=s, padding=p)
-        if counter.used_conv2d:
-            raise Mistake(f"{name} calls F.conv2d: the point is to compute it yourself.",
-                          "use loops over output pixels, or F.unfold and one matrix product.")
-        inputs.append((image, kernel, s, p))
-        answers.append(as_tensor(got, f"{name}'s result"))
-    wrong = [i for i, (got, (x, w, s, p)) in enumerate(zip(answers, inputs)) if not _matches(got, _conv(x, w, s, p))]
-    if not wrong:
+        cases.append((image, kernel, s, p, _slip_outputs(image, kernel, s, p)))
+    answers = []
+    with Watch(CONV_BUILTINS) as watch:
+        for (image, kernel, s, p, _), (*_, dtype) in zip(cases, CONV_CASES):
+            answers.append(conv2d(image.to(dtype, copy=True), kernel.to(dtype, copy=True), stride=s, padding=p))
+    forbid(watch.used, name, "loop over output pixels, or gather the patches (F.unfold) and use one matrix product.")
+    _forbid_library_conv(conv2d, name)
+    answers = [as_tensor(a, f"{name}'s result") for a in answers]
+    passed = [_matches(got, case[4][()]) for got, case in zip(answers, cases)]
+    if all(passed):
         return f"{name} matches F.conv2d on {len(CONV_CASES)} cases (padding, strides, non-square images, float32/64)"
-    h, w, k, s, p, dtype = CONV_CASES[wrong[0]]
-    what = f"{name}(image {h}x{w}, kernel {k}x{k}, stride={s}, padding={p}) in {str(dtype)[6:]}"
-    for slip, mistake, hint in SLIPS:
-        if all(_matches(got, _conv(x, *slip(kern, st, pad))) for got, (x, kern, st, pad) in zip(answers, inputs)):
-            raise Mistake(f"{what} differs from F.conv2d: {mistake}", hint)
-    got, want = answers[wrong[0]], _conv(*inputs[wrong[0]])
-    hint = "out[i, j] = sum over u, v of padded[i*s + u, j*s + v] * kernel[u, v]."
+    first = passed.index(False)
+    got, (*_, slips) = answers[first], cases[first]
+    what = _case_name(name, CONV_CASES[first])
+    named = next((key for key, out in slips.items() if key and _matches(got, out)), None)
+    if named:
+        raise Mistake(f"{what} differs from F.conv2d: " + "; and ".join(SLIP_WORDS[w] for w in named) + ".",
+                      " ".join(SLIP_HINTS[w] for w in named) + f" More: hint({name!r}).")
+    raise _conv_difference(got, slips[()], what, _pattern(passed), name)
+
+
+def _conv_difference(got: torch.Tensor, want: torch.Tensor, what: str, pattern: str, name: str) -> Mistake:
+    """The Mistake for a result no named slip explains: its shape, or where its values first differ."""
+    more = f"run hint({name!r})."
+    lead = f"{what}: {pattern}; " if pattern else f"{what}: "
     if got.shape == want.shape:
-        raise Mistake(f"{what} differs from F.conv2d by up to {(got - want).abs().max().item():.3g}.", hint)
+        bad = ((got - want).abs() > 1e-4 + 1e-4 * want.abs()).nonzero()[0].tolist()
+        return Mistake(f"{lead}it differs from F.conv2d by up to {(got - want).abs().max().item():.3g}, first at "
+                       f"output pixel {tuple(bad)}.", more)
+    if got.squeeze().shape == want.shape:
+        return Mistake(f"{lead}shape {tuple(got.shape)} keeps extra batch or channel dimensions; expected "
+                       f"{tuple(want.shape)}.", "return a 2-D result, e.g. out[0, 0].")
     if got.dim() == 2 and all(abs(a - b) <= 1 for a, b in zip(got.shape, want.shape)):
-        raise Mistake(f"{what} has shape {tuple(got.shape)}, expected {tuple(want.shape)}: off by one row or column.",
-                      "there are (n + 2p - k) // s + 1 positions per side: check your range() bounds.")
-    raise Mistake(f"{what} has shape {tuple(got.shape)}, expected {tuple(want.shape)}.", hint)
+        return Mistake(f"{lead}shape {tuple(got.shape)}, expected {tuple(want.shape)}: off by one row or column.",
+                       "count the window positions per side as in output_size, and check your range() bounds.")
+    return Mistake(f"{lead}shape {tuple(got.shape)}, expected {tuple(want.shape)}.", more)
 
 
-@question("conv2d_loops", NOTEBOOK, points=2)
+def _forbid_library_conv(answer: Any, name: str) -> None:
+    """A Mistake if the answer's own source calls a library convolution (SciPy, NumPy)."""
+    try:
+        found = LIBRARY_CONV.search(source_of(answer))
+    except Mistake:
+        return
+    if found:
+        raise Mistake(f"{name} calls {found[1]}(): the point of this exercise is to compute it yourself.",
+                      "loop over output pixels, or gather the patches and use one matrix product.")
+
+
+CONV_HINTS = (
+    "Start from the lecture's correlate_loops (section 1): what changes with padding (section 2) and with "
+    "a stride? Try your function on the 4x4 example of the lecture and compare with F.conv2d.",
+    "Pad first (F.pad(image, (p, p, p, p))); the output has output_size(...) rows and columns; output pixel "
+    "(i, j) is the sum of one k x k patch times the kernel, not flipped; with a stride the patches' corners "
+    "are stride pixels apart.",
+    "out[i, j] = (padded[i*s : i*s + k, j*s : j*s + k] * kernel).sum(), for i < out_h, j < out_w.")
+
+
+@question("conv2d_loops", NOTEBOOK, points=2, hints=CONV_HINTS)
 def check_conv2d_loops(conv2d_loops: Callable[..., Any]) -> str:
-    return _check_conv2d(conv2d_loops, "conv2d_loops") + "."
+    return _run_conv_cases(conv2d_loops, "conv2d_loops") + "."
 
 
-@question("conv2d_fast", NOTEBOOK, points=2)
+def _loop_growth(conv2d_fast: Callable[..., Any]) -> tuple[int, int, list[tuple[int, int]]]:
+    """(growth of lines run, growth of torch calls, [(lines, calls)] per side) between the two LOOP_SIDES."""
+    g = torch.Generator().manual_seed(2)
+    inputs = [(torch.randn(n, n, generator=g), torch.randn(LOOP_KERNEL, LOOP_KERNEL, generator=g))
+              for n in LOOP_SIDES]
+    counts = []
+    for image, kernel in inputs:
+        with Watch() as watch:
+            conv2d_fast(image, kernel, stride=1, padding=0)
+        counts.append((watch.lines, watch.calls))
+    return counts[1][0] - counts[0][0], counts[1][1] - counts[0][1], counts
+
+
+@question("conv2d_fast", NOTEBOOK, points=2, hints=(
+    "A vectorised version does the same amount of Python work for a 10x10 and a 100x100 image: no Python loop "
+    "(for, a comprehension, map) over output pixels or rows. A loop over the k x k kernel entries is fine.",
+    "Put every patch in one column: F.unfold(image[None, None], k, padding=p, stride=s)[0] has shape (k*k, L), "
+    "L the number of output pixels. (In NumPy: numpy.lib.stride_tricks.sliding_window_view.)",
+    "out = (kernel.reshape(1, -1) @ F.unfold(image[None, None], k, padding=p, stride=s)[0]).reshape(out_h, out_w)."))
 def check_conv2d_fast(conv2d_fast: Callable[..., Any]) -> str:
-    verified = _check_conv2d(conv2d_fast, "conv2d_fast")
-    h, w, k, s, p = VECTORISED_CASE
-    pixels = output_size_reference(h, k, s, p) * output_size_reference(w, k, s, p)
-    with _CountTorchCalls() as counter:
-        conv2d_fast(torch.randn(h, w), torch.randn(k, k), stride=s, padding=p)
-    if counter.calls > pixels // 5:
-        raise Mistake(f"conv2d_fast made {counter.calls} torch calls for a {h}x{w} image ({pixels} output "
-                      "pixels): it still works one output pixel at a time.",
-                      "gather all patches at once with F.unfold (im2col), then one matrix product.")
-    return f"{verified}, with {counter.calls} torch calls for {pixels} output pixels."
+    verified = _run_conv_cases(conv2d_fast, "conv2d_fast")
+    lines, calls, counts = _loop_growth(conv2d_fast)
+    small, big = LOOP_SIDES
+    pixels = [(n - LOOP_KERNEL + 1) ** 2 for n in LOOP_SIDES]
+    ran = (f"for an image of side {small} it ran {counts[0][0]} lines of your code and {counts[0][1]} torch calls, "
+           f"for side {big} {counts[1][0]} lines and {counts[1][1]} calls")
+    if max(lines, calls) >= (pixels[1] - pixels[0]) // 4:
+        raise Mistake(f"conv2d_fast still works one output pixel at a time: {ran}, growing with the "
+                      f"{pixels[0]} -> {pixels[1]} output pixels, whether the loop is in Python, NumPy or torch.",
+                      "gather all patches at once, then one matrix product; run hint('conv2d_fast').")
+    if max(lines, calls) >= (big - small) // 2:
+        raise Mistake(f"conv2d_fast still loops over output rows or columns: {ran}, growing with the side of "
+                      "the image.", "gather all patches at once, then one matrix product; run hint('conv2d_fast').")
+    return f"{verified}, and does the same work for images of side {small} and {big}: no loop over pixels."
 
 
-def _edge_response(kernel: torch.Tensor, image: torch.Tensor) -> float:
-    """Largest |response| of `kernel` over the valid part of `image` (H, W)."""
-    return F.conv2d(image[None, None], kernel[None, None]).abs().max().item()
+@question("same_conv", NOTEBOOK, points=2, kind="debug", hints=(
+    "Run buggy_same_conv and F.conv2d(image[None, None], kernel[None, None], padding=k // 2)[0, 0] on a small "
+    "image with a kernel that is not symmetric, e.g. torch.arange(9.).reshape(3, 3), and compare them entry by entry.",
+    "Two things differ: which output pixels get computed at all (look at the last row and column), and how the "
+    "kernel is used (the lecture's section 4: PyTorch does not flip).",
+    "Loop over range(image.shape[0]) and range(image.shape[1]), and multiply by kernel, not kernel.flip(0, 1)."))
+def check_same_conv_question(same_conv: Callable[..., Any]) -> str:
+    return check_same_conv(same_conv)
 
 
-@question("horizontal_edge_kernel", NOTEBOOK)
+@question("horizontal_edge_kernel", NOTEBOOK, hints=(
+    "A horizontal edge is a change of brightness from one row to the next. What does Sobel x (section 5 of "
+    "the lecture) measure, and how would you turn it to measure the other direction?",
+    "Weight the row above and the row below the centre with opposite signs, and make the weights sum to 0 so "
+    "that a flat patch gives 0; every column should sum to 0 so that vertical strokes give 0.",
+    "Sobel y: rows [-1, -2, -1], [0, 0, 0], [1, 2, 1] (Sobel x transposed)."))
 def check_horizontal_edge_kernel(horizontal_edge_kernel: Any) -> str:
     answer = horizontal_edge_kernel() if callable(horizontal_edge_kernel) else horizontal_edge_kernel
     kernel = expect_shape(answer, (3, 3), "the kernel", "return a 3x3 tensor.")
     scale = kernel.abs().sum().item()
     if scale == 0:
-        raise Mistake("the kernel is all zeros: it responds to nothing.", "start from Sobel y.")
+        raise Mistake("the kernel is all zeros: it responds to nothing.", "start from Sobel x, in the lecture.")
     bars = []
     for row, width in [(3, 1), (5, 2), (4, 3)]:
         bar = torch.zeros(12, 12, dtype=torch.float64)
         bar[row:row + width] = 1.0
         bars.append(bar)
-    horizontal = max(_edge_response(kernel, bar) for bar in bars)
-    vertical = max(_edge_response(kernel, bar.T) for bar in bars)
-    flat = _edge_response(kernel, torch.full((5, 5), 1.0, dtype=torch.float64))
+    horizontal = max(_conv(bar, kernel, 1, 0).abs().max().item() for bar in bars)
+    vertical = max(_conv(bar.T, kernel, 1, 0).abs().max().item() for bar in bars)
+    flat = _conv(torch.full((5, 5), 1.0, dtype=torch.float64), kernel, 1, 0).abs().max().item()
     if flat > 1e-6 * scale:
         raise Mistake(f"the kernel responds to a flat patch (response {flat:.3g}): it also reacts to brightness, "
                       "not only to edges.", "make the weights sum to 0.")
@@ -165,10 +356,72 @@ def check_horizontal_edge_kernel(horizontal_edge_kernel: Any) -> str:
                       f"({horizontal:.3g}): that is a vertical-edge kernel like Sobel x.", "transpose it.")
     if horizontal < 1e-6 * scale:
         raise Mistake("the kernel gives 0 on horizontal strokes.", "weight the row above and the row below "
-                      "with opposite signs, like Sobel y.")
+                      "with opposite signs.")
     if vertical > 0.1 * horizontal:
         raise Mistake(f"the kernel also responds to vertical strokes ({vertical:.3g} against {horizontal:.3g} "
-                      "for horizontal ones).", "make every column of weights sum to 0, e.g. rows -1 -2 -1 / "
-                      "0 0 0 / 1 2 1.")
+                      "for horizontal ones).", "make every column of weights sum to 0; run hint('horizontal_edge_kernel').")
     return (f"responds to horizontal strokes ({horizontal:.3g}), not to vertical ones ({vertical:.3g}) "
             "nor to flat regions.")
+
+
+FLIP_OPTIONS = {
+    "a": "identical would need a kernel that a 180° turn leaves unchanged, like the blurs or the Laplacian; "
+         "Sobel x is not one.",
+    "b": "right: Sobel x turned by 180° is -Sobel x, so the true convolution is the cross-correlation negated.",
+    "c": "a transposed map would come from transposing the kernel (Sobel y); flipping turns it by 180° instead.",
+    "d": "flipping changes the weights, not where the window sits: the output is not shifted.",
+}
+
+
+@question("flip_choice", NOTEBOOK, kind="concept", hints=(
+    "The lecture's section 4: a true convolution is the cross-correlation with the kernel flipped in both "
+    "directions, kernel.flip(0, 1).",
+    "Write Sobel x down and turn it by 180°: compare the result with Sobel x itself."))
+def check_flip_choice(flip_choice: Any) -> str:
+    return expect_choice(flip_choice, FLIP_OPTIONS, "b", "flip_choice")
+
+
+PARAMETER_LAYER = dict(in_channels=3, out_channels=16, kernel_size=5)
+
+
+@question("conv_parameters", NOTEBOOK, kind="concept", hints=(
+    "A layer's parameters are its weight tensor and its bias; what is the weight's shape (section 7 of the lecture)?",
+    "The weight has one k x k slice per input channel for every output channel, and there is one bias per "
+    "output channel.",
+    "C_out * C_in * k * k + C_out = 16 * 3 * 5 * 5 + 16 = 1216."))
+def check_conv_parameters(conv_parameters: Any) -> str:
+    c_in, c_out, k = PARAMETER_LAYER["in_channels"], PARAMETER_LAYER["out_channels"], PARAMETER_LAYER["kernel_size"]
+    truth = sum(p.numel() for p in nn.Conv2d(**PARAMETER_LAYER).parameters())
+    slips = {c_out * c_in * k * k: "the bias is missing: one per output channel.",
+             c_out * k * k + c_out: "the input channels are missing: each filter has a k x k slice per input channel.",
+             c_out * k * k: "the input channels and the bias are missing.",
+             c_in * k * k + 1: "that is one filter; the layer has one per output channel.",
+             c_out * c_in * k + c_out: "k appears once; a kernel has k x k weights.",
+             c_out * c_in * k * k + c_in: "one bias per output channel, not per input channel."}
+    if conv_parameters in slips and not isinstance(conv_parameters, (bool, float)):
+        raise Mistake(f"conv_parameters is {conv_parameters}: {slips[conv_parameters]}",
+                      "run hint('conv_parameters').")
+    expect_count(conv_parameters, truth, "conv_parameters", "count the weight's entries and the biases: "
+                 "run hint('conv_parameters').")
+    return (f"{truth} = {c_out} filters x {c_in} channels x {k}x{k} weights + {c_out} biases, "
+            "the count nn.Conv2d(3, 16, 5) has.")
+
+
+@question("conv2d_backward", NOTEBOOK, points=2, kind="backward", hints=(
+    "Let L = (out * grad_out).sum(). Output pixel out[i, j] used the padded pixels x[i+u, j+v], each times "
+    "kernel[u, v]. So dL/dkernel[u, v] collects grad_out[i, j] * x[i+u, j+v] over every (i, j), and each "
+    "padded pixel collects grad_out[i, j] * kernel[u, v] from every output that used it.",
+    "The kernel gradient is itself a cross-correlation: of the padded image with grad_out as the kernel. The "
+    "image gradient is a 'full' cross-correlation: of grad_out padded by k - 1 with the kernel turned by 180°; "
+    "it is the gradient of the padded image, so drop its border of `padding` pixels.",
+    "grad_kernel = conv2d_fast(image, grad_out, padding=p); grad_image = conv2d_fast(grad_out, kernel.flip(0, 1), "
+    "padding=k - 1), then [p:H + p, p:W + p] of it (with p = 0 nothing is dropped)."))
+def check_conv2d_backward_question(conv2d_backward: Callable[..., Any]) -> str:
+    return check_conv2d_backward(conv2d_backward)
+
+
+written_question("weight_sharing", NOTEBOOK, points=2, hints=(
+    "Shift the input image by one pixel to the right: what happens to each patch, and to the weights that "
+    "multiply it?",
+    "Every output pixel uses the same kernel, so a shifted input gives the same outputs, shifted. Pooling then "
+    "takes the maximum over a window: what happens to it when the input moves by less than the window?"))
