@@ -348,7 +348,7 @@ SMOOTHING_CASES = ((32, 320), (512, 5120), (64, 1024), (1, 2))
 def _smoothing_mistakes(losses: torch.Tensor, b: int, images: int) -> dict[str, torch.Tensor]:
     """What the reported code and its half-fixed versions give, keyed by the message that names the mistake."""
     per_step, per_image = 1 - 1 / images, 1 - b / images
-    return {"this is still the reported version: its window counts steps, not images, and it is not "
+    return {"both reported bugs are still there: the window counts steps, not images, and the curve is not "
             "bias-corrected.": _uncorrected(losses, per_step),
             "the window is right now, but the curve is still not bias-corrected: it starts near zero, not at the "
             "first loss.": _uncorrected(losses, per_image),
