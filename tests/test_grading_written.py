@@ -7,6 +7,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from course_utils.checks import written_for
+from course_utils.exercises import ROOT
 from course_utils.grading import written
 from course_utils.grading.tables import load_results, read_gradebook
 from grading_class import ASSIGNMENT, notebook, result, write_class
@@ -188,3 +190,23 @@ def test_exporting_again_keeps_the_marking_already_entered(graded):
     assert rows["José García", "why_pool"]["score"] == "1" and rows["heading", "why_pool"]["score"] == "0.5"
     assert rows["gone", "why_pool"]["comment"] == "left the course" and ("placeholder", "why_pool") not in rows
     assert rows["deleted", "shortcut"]["score"] == ""
+
+
+def test_cells_and_registered_written_questions_must_agree():
+    cells = [written.WrittenQuestion("why_pool", 2, "Why?", written.PLACEHOLDER),
+             written.WrittenQuestion("unregistered", 1, "What?", written.PLACEHOLDER)]
+    problems = written.registry_problems(cells, {"why_pool": 1, "no_cell": 1})
+    assert problems == ["written question 'no_cell' is registered but the exercise has no cell tagged "
+                        "'written-answer' for it",
+                        "the exercise's written-answer cell 'unregistered' is not registered with written_question(...)",
+                        "written question 'why_pool' is worth 1 points when registered but 2 in its cell's "
+                        "'written_points'"]
+    assert written.registry_problems(cells[:1], {"why_pool": 2}) == []
+
+
+@pytest.mark.parametrize("assignment", sorted(p.stem for p in (ROOT / "exercises").glob("*.ipynb")))
+def test_every_exercise_sheet_agrees_with_its_registered_written_questions(assignment):
+    questions = written.written_questions(nbformat.read(ROOT / "exercises" / f"{assignment}.ipynb", as_version=4))
+    registered = {w.id: w.max_points for w in written_for(assignment)}
+    assert written.registry_problems(questions, registered) == []
+    assert all(q.placeholder == written.PLACEHOLDER for q in questions)

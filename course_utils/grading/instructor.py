@@ -14,6 +14,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Callable
 
+import nbformat
+
+from course_utils.checks import written_for
+
 from . import exports, late, shards, similarity, stats, tables, written
 
 
@@ -98,6 +102,10 @@ def after_grading(args: argparse.Namespace, exercise: Path, questions: list[dict
     paths: list[Path] = []
     if not args.no_stats:
         paths += stats.write_report([r.result for r in results.values()], assignment, out.with_suffix("")).values()
+    registered = {w.id: w.max_points for w in written_for(assignment)}
+    for problem in written.registry_problems(written.written_questions(nbformat.read(exercise, as_version=4)),
+                                             registered):
+        print(f"warning: {problem}", file=sys.stderr)
     paths += written.export_written(exercise, notebooks, _beside(out, "written"), assignment).values()
     if args.written_scores:
         written.merge_written(out, args.written_scores, exercise, autograded=tuple(q["id"] for q in questions),

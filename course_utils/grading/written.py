@@ -248,6 +248,20 @@ def unmerge(book: Gradebook, questions: list[WrittenQuestion]) -> tuple[Gradeboo
     return Gradebook([c for c in book.columns if c not in {q.id for q in present}], rows), scores
 
 
+def registry_problems(questions: list[WrittenQuestion], registered: dict[str, float]) -> list[str]:
+    """Where the exercise's written-answer cells and the written questions registered with
+    `checks.written_question` (id -> points) disagree: a missing cell or registration, other points."""
+    cells = {q.id: q.max_points for q in questions}
+    problems = [f"written question {qid!r} is registered but the exercise has no cell tagged {TAG!r} for it"
+                for qid in registered if qid not in cells]
+    problems += [f"the exercise's written-answer cell {qid!r} is not registered with written_question(...)"
+                 for qid in cells if qid not in registered]
+    problems += [f"written question {qid!r} is worth {registered[qid]:g} points when registered but "
+                 f"{points:g} in its cell's {POINTS_KEY!r}" for qid, points in cells.items()
+                 if qid in registered and registered[qid] != points]
+    return problems
+
+
 def export_written(exercise: Path, notebooks: dict[str, Path | None], out_dir: Path,
                    assignment: str) -> dict[str, Path]:
     """Entry point: the written-answer sheets and scores.csv of a graded class ({} if none are written)."""
