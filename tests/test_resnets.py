@@ -1,10 +1,16 @@
 """The ResNets of notebook 06: the report's network against its Appendix C, shapes and costs, shortcuts,
 squeeze-and-excitation, batch augmentation, and the graders of its exercises."""
+import ast
+from pathlib import Path
+
+import nbformat
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from course_utils.checks import grade
+from course_utils.checks import grade, hint, questions_for, written_for
 from course_utils.cost import count_macs, count_parameters, layer_costs
 from course_utils.data import MEAN, STD
 from course_utils.models import TwoLayerCNN
@@ -169,34 +175,454 @@ def test_sgd_cosine_decays_to_near_zero_within_the_run():
     assert rates[0] > 0.09 and rates[-1] < 0.01
 
 
-def test_graders_accept_the_reference_and_reject_mistakes():
-    assert grade("residual_block", ResidualBlock).passed
-    assert grade("se_block", SEBlock).passed
 
-    class NoFinalReLU(ResidualBlock):
-        def forward(self, x):
-            return self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x))))) + self.shortcut(x)
+# ---------- the graders of notebook 06's exercises ----------
 
-    class MaxSqueeze(SEBlock):
-        def forward(self, x):
-            return x * torch.sigmoid(self.fc2(torch.relu(self.fc1(x.amax(dim=(2, 3))))))[:, :, None, None]
+SHEET = Path(__file__).resolve().parent.parent / "solutions" / "06_resnet_upgrade.ipynb"
 
-    class Stub(nn.Module):
-        def __init__(self, *args):
-            super().__init__()
-            raise NotImplementedError()
 
-    class ProjectsOnlyWhenChannelsChange(ResidualBlock):
-        def __init__(self, in_channels, out_channels, stride=1):
-            super().__init__(in_channels, out_channels, stride)
-            if in_channels == out_channels:
-                self.shortcut = nn.Identity()
+def sheet_namespace() -> dict:
+    """The solution sheet's imports, functions and classes, executed in order (nothing that runs long)."""
+    namespace: dict = {}
+    for cell in nbformat.read(SHEET, as_version=4).cells:
+        if cell.cell_type == "code":
+            for node in ast.parse(cell.source).body:
+                if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)):
+                    exec(compile(ast.Module([node], type_ignores=[]), str(SHEET), "exec"), namespace)
+    return namespace
 
-    result = grade("residual_block", NoFinalReLU)
-    assert not result.passed and "ReLU" in result.message
-    result = grade("residual_block", ProjectsOnlyWhenChannelsChange)
-    assert not result.passed and "ResidualBlock(8, 8, 2)" in result.message and "stride != 1" in result.message
-    result = grade("se_block", MaxSqueeze)
-    assert not result.passed and "mean" in result.message
-    assert not grade("se_block", Stub).attempted
+
+def failure(qid: str, answer) -> str:
+    """The message of a wrong answer (asserting it fails)."""
+    result = grade(qid, answer)
+    assert result.attempted and not result.passed, result.message
+    return result.message
+
+
+class Stub(nn.Module):
+    def __init__(self, *args):
+        super().__init__()
+        raise NotImplementedError()
+
+
+class IfInForwardBlock(nn.Module):
+    """Convolutions with a bias, F.relu, the projection as two attributes and an if in forward."""
+
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.project = stride != 1 or in_channels != out_channels
+        if self.project:
+            self.proj_conv = nn.Conv2d(in_channels, out_channels, 1, stride)
+            self.proj_bn = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        if self.project:
+            x = self.proj_bn(self.proj_conv(x))
+        return F.relu(out + x)
+
+
+class SequentialBranchBlock(nn.Module):
+    """The shortcut defined first, the branch an nn.Sequential with nn.ReLU, the final ReLU a module."""
+
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__()
+        self.shortcut = nn.Identity() if stride == 1 and in_channels == out_channels else nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False), nn.BatchNorm2d(out_channels))
+        self.branch = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True), nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels))
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.branch(x) + self.shortcut(x))
+
+
+class ProjectsOnlyWhenChannelsChange(ResidualBlock):
+    """The corpus's mistake: the projection decided by the channels alone, the stride ignored."""
+
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__(in_channels, out_channels, stride)
+        if in_channels == out_channels:
+            self.shortcut = nn.Identity()
+
+
+class ProjectsOnlyWhenChannelsChangeSubsampling(ProjectsOnlyWhenChannelsChange):
+    """The same mistake, with the addition kept from failing by subsampling x."""
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        s = self.shortcut(x)
+        return torch.relu(out + (s[:, :, ::2, ::2] if s.shape[-1] != out.shape[-1] else s))
+
+
+class AlwaysProjects(ResidualBlock):
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__(in_channels, out_channels, stride)
+        self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                                      nn.BatchNorm2d(out_channels))
+
+
+class ProjectsOnlyWhenStrided(ResidualBlock):
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__(in_channels, out_channels, stride)
+        if stride == 1:
+            self.shortcut = nn.Identity()
+
+
+class ProjectionWithoutStride(ResidualBlock):
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__(in_channels, out_channels, stride)
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut[0] = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+
+
+class ProjectionWithoutBatchNorm(ResidualBlock):
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__(in_channels, out_channels, stride)
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
+
+
+class StrideOnSecondConv(ResidualBlock):
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__(in_channels, out_channels, stride)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+
+
+class BatchStatisticsAlways(ResidualBlock):
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__(in_channels, out_channels, stride)
+        self.bn1 = nn.BatchNorm2d(out_channels, track_running_stats=False)
+        self.bn2 = nn.BatchNorm2d(out_channels, track_running_stats=False)
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut[1] = nn.BatchNorm2d(out_channels, track_running_stats=False)
+
+
+def block_with_forward(body):
+    """A ResidualBlock whose forward is `body(self, x)`."""
+    return type("StudentBlock", (ResidualBlock,), {"forward": body})
+
+
+branch = lambda self, x: self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+BLOCK_MISTAKES = {
+    "no final ReLU": (block_with_forward(lambda self, x: branch(self, x) + self.shortcut(x)),
+                      "without the ReLU that ends the block"),
+    "ReLU before the addition": (block_with_forward(lambda self, x: torch.relu(branch(self, x)) + self.shortcut(x)),
+                                 "the ReLU is applied to F(x) before the shortcut is added"),
+    "no shortcut": (block_with_forward(lambda self, x: torch.relu(branch(self, x))), "the shortcut is never added"),
+    "no ReLU in the branch": (block_with_forward(
+        lambda self, x: torch.relu(self.bn2(self.conv2(self.bn1(self.conv1(x)))) + self.shortcut(x))),
+        "no ReLU between its two convolutions"),
+    "returns nothing": (block_with_forward(lambda self, x: None), "forward returned None"),
+    "branch output doubled": (block_with_forward(lambda self, x: torch.relu(2 * branch(self, x) + self.shortcut(x))),
+                              "off from the reference"),
+    "only when channels change": (ProjectsOnlyWhenChannelsChange,
+                                  "ResidualBlock(8, 8, 2): equal channels and stride 2: the shortcut must also "
+                                  "downsample"),
+    "only when channels change, subsampled": (ProjectsOnlyWhenChannelsChangeSubsampling,
+                                              "equal channels and stride 2: the shortcut must also downsample"),
+    "always projects": (AlwaysProjects, "equal channels and stride 1: the shortcut should be the identity"),
+    "only when strided": (ProjectsOnlyWhenStrided, "different channels: the shortcut must project x to 16 channels"),
+    "projection without stride": (ProjectionWithoutStride, "your 1x1 projection has stride 1"),
+    "projection without BatchNorm": (ProjectionWithoutBatchNorm, "the 1x1 projection has no BatchNorm"),
+    "stride on conv2": (StrideOnSecondConv, "the stride is on the second convolution"),
+    "batch statistics in eval": (BatchStatisticsAlways, "right in training mode, different in evaluation mode"),
+}
+
+
+@pytest.mark.parametrize("answer", [ResidualBlock, IfInForwardBlock, SequentialBranchBlock])
+def test_residual_block_grader_accepts_reasonable_styles(answer):
+    result = grade("residual_block", answer)
+    assert result.passed and result.points == 2, result.message
+    assert "all four combinations" in result.message
+
+
+@pytest.mark.parametrize("mistake", sorted(BLOCK_MISTAKES))
+def test_residual_block_grader_names_each_mistake(mistake):
+    answer, expected = BLOCK_MISTAKES[mistake]
+    message = failure("residual_block", answer)
+    assert expected in message
+    assert "relu(bn2(conv2" not in message and "stride != 1 or" not in message     # diagnosis, not the formula
+
+
+def test_residual_block_grader_tries_every_combination_of_channels_and_stride():
+    """A block right for three combinations of (channels equal/different) x (stride 1/2) fails on the fourth."""
+    broken_at = {}
+    for c_in, c_out, stride in [(8, 8, 1), (8, 16, 1), (8, 8, 2), (8, 16, 2)]:
+        def forward(self, x, case=(c_in, c_out, stride)):
+            y = ResidualBlock.forward(self, x)
+            return -y if (self.conv1.in_channels, self.conv1.out_channels, self.conv1.stride[0]) == case else y
+        broken_at[(c_in, c_out, stride)] = failure("residual_block", block_with_forward(forward))
+    assert all(f"ResidualBlock({a}, {b}, {s})" in message for (a, b, s), message in broken_at.items())
+
+
+def test_residual_block_grader_reports_stubs_and_non_modules():
     assert not grade("residual_block", Stub).attempted
+    assert "not an nn.Module" in failure("residual_block", lambda *args: torch.zeros(1))
+
+
+def test_residual_block_hints_come_in_tiers_the_formula_last():
+    tiers = [hint("residual_block") for _ in range(3)]
+    assert "stride == 1" not in tiers[0] and "relu(bn2(conv2" in tiers[2]
+    assert "1/3" in tiers[0] and "last hint" in tiers[2]
+
+
+class ConvSE(nn.Module):
+    """SE with 1x1 convolutions on the (N, C, 1, 1) squeeze."""
+
+    def __init__(self, channels, reduction):
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, channels // reduction, 1)
+        self.fc2 = nn.Conv2d(channels // reduction, channels, 1)
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean(dim=(2, 3), keepdim=True)))))
+
+
+class SequentialSE(nn.Module):
+    def __init__(self, channels, reduction):
+        super().__init__()
+        self.gate = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, channels // reduction),
+                                  nn.ReLU(), nn.Linear(channels // reduction, channels), nn.Sigmoid())
+
+    def forward(self, x):
+        return x * self.gate(x).view(x.shape[0], -1, 1, 1)
+
+
+def se_with(squeeze=lambda x: x.mean(dim=(2, 3)), act=torch.relu, squash=torch.sigmoid, combine=lambda x, g: x * g):
+    """An SEBlock with one step replaced."""
+    def forward(self, x):
+        g = squash(self.fc2(act(self.fc1(squeeze(x)))))[:, :, None, None]
+        return combine(x, g)
+    return type("StudentSE", (SEBlock,), {"forward": forward})
+
+
+SE_MISTAKES = {
+    "max squeeze": (se_with(squeeze=lambda x: x.amax(dim=(2, 3))), "squeezes each channel with its maximum"),
+    "sum squeeze": (se_with(squeeze=lambda x: x.sum(dim=(2, 3))), "with its sum over the pixels"),
+    "no ReLU": (se_with(act=lambda t: t), "no ReLU between the two layers"),
+    "softmax": (se_with(squash=lambda t: torch.softmax(t, dim=1)), "softmax over the channels"),
+    "gates only": (se_with(combine=lambda x, g: g.expand_as(x)), "returns the gates themselves"),
+    "gates added": (se_with(combine=lambda x, g: x + g), "the gates are added to x"),
+    "no sigmoid": (se_with(squash=lambda t: t), "leave the interval (0, 1)"),
+    "per pixel": (se_with(combine=lambda x, g: x * torch.sigmoid(x)), "not constant over each channel's pixels"),
+    "returns nothing": (se_with(combine=lambda x, g: None), "forward returned None"),
+    "no bias": (type("NoBias", (SEBlock,), {"__init__": lambda self, c, r: (nn.Module.__init__(self), setattr(
+        self, "fc1", nn.Linear(c, c // r, bias=False)), setattr(self, "fc2", nn.Linear(c // r, c, bias=False)))[0]}),
+        "has parameters of shapes"),
+}
+
+
+@pytest.mark.parametrize("answer", [SEBlock, ConvSE, SequentialSE])
+def test_se_block_grader_accepts_linear_conv_and_sequential(answer):
+    result = grade("se_block", answer)
+    assert result.passed, result.message
+
+
+@pytest.mark.parametrize("mistake", sorted(SE_MISTAKES))
+def test_se_block_grader_names_each_mistake(mistake):
+    answer, expected = SE_MISTAKES[mistake]
+    message = failure("se_block", answer)
+    assert expected in message and "sigmoid(fc2(relu" not in message
+    assert not grade("se_block", Stub).attempted
+
+
+@pytest.mark.parametrize("answer", [14528, np.int64(14528), torch.tensor(14528)])
+def test_block_parameters_accepts_the_count_as_any_integer(answer):
+    assert grade("block_parameters", answer).passed
+
+
+@pytest.mark.parametrize("answer, expected", [
+    (13952, "you left out the shortcut"), (14016, "the projection's 1x1 convolution"),
+    (14336, "learned scale and shift"), (14720, "running mean and variance"),
+    (14624, "a bias for each convolution"), (14592, "a bias for the two 3x3 convolutions"),
+    (18624, "as a 3x3 convolution"), (14528.0, "a count is a whole number"), (12345, "count each layer's weights"),
+])
+def test_block_parameters_names_each_mistake(answer, expected):
+    message = failure("block_parameters", answer)
+    assert expected in message and "4,608" not in message
+
+
+def test_block_parameters_truth_is_the_measured_count():
+    assert count_parameters(ResidualBlock(16, 32, stride=2)) == 14528
+    assert not grade("block_parameters", None).attempted
+
+
+@pytest.mark.parametrize("answer", [(8, 32, 7, 7), [8, 32, 7, 7], torch.Size([8, 32, 7, 7]),
+                                    tuple(np.array([8, 32, 7, 7]))])
+def test_stride2_shape_accepts_tuples_lists_and_sizes(answer):
+    assert grade("stride2_shape", answer).passed
+
+
+@pytest.mark.parametrize("answer, expected", [
+    ((8, 32, 6, 6), "rounded down"), ((8, 32, 13, 13), "the stride is ignored"), ((8, 16, 7, 7), "the input's"),
+    ((32, 7, 7), "the batch dimension is missing"), ((8, 32, 5, 5), "without padding"),
+    ((8, 32, 14, 14), "never makes the map larger"), ((8, 32, 6.5, 6.5), "whole numbers"),
+    ("8x32x7x7", "write the shape as a tuple"), ((8, 32, 8, 8), "count the output rows"),
+])
+def test_stride2_shape_names_each_mistake(answer, expected):
+    assert expected in failure("stride2_shape", answer)
+
+
+@pytest.mark.parametrize("qid, right, wrong", [
+    ("resnet_purpose", "b", {"a": "already largely addressed", "c": "over-fitting would show",
+                             "d": "not a regulariser"}),
+    ("relu_after_add", "c", {"a": "holds for y = x + F(x) without the ReLU", "b": "acts on the sum",
+                             "d": "never makes outputs negative"}),
+])
+def test_concept_questions_accept_any_spelling_and_explain_each_wrong_option(qid, right, wrong):
+    for answer in (right, right.upper(), f" {right} ", [right]):
+        assert grade(qid, answer).passed, answer
+    for letter, why in wrong.items():
+        assert why in failure(qid, letter)
+    assert "not an option" in failure(qid, "e")
+    assert "answer with a letter" in failure(qid, 2)
+
+
+def fixed_forward_sum_first(self, x):
+    out = torch.relu(self.bn1(self.conv1(x)))
+    out = self.bn2(self.conv2(out)) + self.shortcut(x)
+    return torch.relu(out)
+
+
+def fixed_forward_functional(self, x):
+    return F.relu(self.shortcut(x) + self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
+
+
+def test_fix_block_sheet_gives_a_buggy_block_and_its_fix_passes():
+    sheet = sheet_namespace()
+    assert "forward returned None" in failure("fix_block", sheet["BuggyBlock"])
+    for fixed in (sheet["FixedBlock"], block_with_forward(fixed_forward_sum_first),
+                  block_with_forward(fixed_forward_functional)):
+        result = grade("fix_block", fixed)
+        assert result.passed and result.points == 2, result.message
+
+
+def test_fix_block_names_each_bug_left():
+    def returns_but_keeps_both_bugs(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return self.bn2(torch.relu(self.conv2(out) + self.shortcut(x)))
+
+    def adds_before_bn2(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out) + self.shortcut(x)))
+
+    def relu_before_bn2(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return self.bn2(torch.relu(self.conv2(out))) + self.shortcut(x)
+
+    expected = {returns_but_keeps_both_bugs: "the ReLU comes before bn2", adds_before_bn2: "added before bn2",
+                relu_before_bn2: "has negative values"}
+    for forward, why in expected.items():
+        message = failure("fix_block", block_with_forward(forward))
+        assert why in message and "FixedBlock(" in message and "relu(bn2(conv2" not in message
+
+
+def bn_backward_cs231n(dout, x, gamma, beta, eps=1e-5):
+    """The compact formula, in torch."""
+    n = x.shape[0]
+    inv_std = 1 / torch.sqrt(x.var(0, unbiased=False) + eps)
+    xhat = (x - x.mean(0)) * inv_std
+    dxhat = dout * gamma
+    dx = inv_std / n * (n * dxhat - dxhat.sum(0) - xhat * (dxhat * xhat).sum(0))
+    return dx, (dout * xhat).sum(0), dout.sum(0)
+
+
+def bn_backward_numpy(dout, x, gamma, beta, eps=1e-5):
+    """Stage by stage through the graph, in NumPy."""
+    dout, x, gamma = (np.asarray(t) for t in (dout, x, gamma))
+    n = x.shape[0]
+    mu = x.mean(axis=0)
+    xc = x - mu
+    var = (xc ** 2).mean(axis=0)
+    std = np.sqrt(var + eps)
+    xhat = xc / std
+    dxhat = dout * gamma
+    dvar = (dxhat * xc * -0.5 * std ** -3).sum(axis=0)
+    dmu = (-dxhat / std).sum(axis=0) + dvar * (-2 * xc).mean(axis=0)
+    dx = dxhat / std + dvar * 2 * xc / n + dmu / n
+    return dx, (dout * xhat).sum(axis=0), dout.sum(axis=0)
+
+
+def bn_backward_list(dout, x, gamma, beta, eps=1e-5):
+    """Returns a list, computes xhat with torch.var_mean."""
+    var, mu = torch.var_mean(x, dim=0, unbiased=False)
+    xhat = (x - mu) / (var + eps).sqrt()
+    g = dout * gamma
+    return [((g - g.mean(0)) - xhat * (g * xhat).mean(0)) / (var + eps).sqrt(), (dout * xhat).sum(0), dout.sum(0)]
+
+
+@pytest.mark.parametrize("answer", [bn_backward_cs231n, bn_backward_numpy, bn_backward_list])
+def test_batchnorm_backward_accepts_torch_numpy_and_lists(answer):
+    result = grade("batchnorm_backward", answer)
+    assert result.passed and "below 1e-7" in result.message, result.message
+
+
+def with_dx(dx_of):
+    """bn_backward_cs231n with dx replaced by dx_of(dout, x, gamma, eps)."""
+    def student(dout, x, gamma, beta, eps=1e-5):
+        _, dgamma, dbeta = bn_backward_cs231n(dout, x, gamma, beta, eps)
+        return dx_of(dout, x, gamma, eps), dgamma, dbeta
+    return student
+
+
+std_of = lambda x, eps: torch.sqrt(x.var(0, unbiased=False) + eps)
+BN_MISTAKES = {
+    "constants": (with_dx(lambda dout, x, gamma, eps: dout * gamma / std_of(x, eps)), "treated as constants", 1),
+    "unbiased": (with_dx(lambda dout, x, gamma, eps: _unbiased_dx(dout, x, gamma, eps)), "the unbiased variance", 1),
+    "no eps": (with_dx(lambda dout, x, gamma, eps: bn_backward_cs231n(dout, x, gamma, None, eps=0.0)[0]),
+               "no eps under the square root", 1),
+    "no gamma": (with_dx(lambda dout, x, gamma, eps: bn_backward_cs231n(dout, x, torch.ones_like(gamma), None)[0]),
+                 "gamma left out", 1),
+    "mean path only": (with_dx(lambda dout, x, gamma, eps: (dout - dout.mean(0)) * gamma / std_of(x, eps)),
+                       "only the gradient through the mean", 1),
+    "off by a bit": (with_dx(lambda dout, x, gamma, eps: bn_backward_cs231n(dout, x, gamma, None)[0] * (1 + 1e-5)),
+                     "relative error", 1),
+    "swapped": (lambda *a: (lambda dx, dg, db: (dx, db, dg))(*bn_backward_cs231n(*a)), "swapped", 0),
+    "dgamma with x": (lambda dout, x, gamma, beta: (bn_backward_cs231n(dout, x, gamma, beta)[0], (dout * x).sum(0),
+                                                    dout.sum(0)), "dgamma multiplies dout by x", 0),
+    "wrong axis": (lambda dout, x, gamma, beta: (bn_backward_cs231n(dout, x, gamma, beta)[0], (dout * x).sum(1),
+                                                 dout.sum(1)), "sum over the batch axis 0", 0),
+    "float32": (lambda *a: tuple(t.float() for t in bn_backward_cs231n(*a)), "float32", 0),
+    "autograd": (lambda dout, x, gamma, beta: _autograd_student(dout, x, gamma, beta), "Tensor.backward()", 0),
+    "one tensor": (lambda *a: bn_backward_cs231n(*a)[0], "return (dx, dgamma, dbeta)", 0),
+}
+
+
+def _unbiased_dx(dout, x, gamma, eps):
+    """dx by hand for a BatchNorm that normalises with the unbiased variance."""
+    n, xc = x.shape[0], x - x.mean(0)
+    std, dxhat = torch.sqrt(x.var(0, unbiased=True) + eps), dout * gamma
+    return (dxhat - dxhat.mean(0)) / std - xc * (dxhat * xc).sum(0) / ((n - 1) * std ** 3)
+
+
+def _autograd_student(dout, x, gamma, beta):
+    leaves = [t.clone().requires_grad_() for t in (x, gamma, beta)]
+    with torch.enable_grad():
+        y = leaves[1] * (leaves[0] - leaves[0].mean(0)) / torch.sqrt(leaves[0].var(0, unbiased=False) + 1e-5)
+        (y + leaves[2]).backward(dout)
+    return tuple(t.grad for t in leaves)
+
+
+@pytest.mark.parametrize("mistake", sorted(BN_MISTAKES))
+def test_batchnorm_backward_names_each_mistake(mistake):
+    answer, expected, points = BN_MISTAKES[mistake]
+    result = grade("batchnorm_backward", answer)
+    assert not result.passed and expected in result.message, result.message
+    assert result.points == points
+    assert "N * dxhat" not in result.message
+
+
+def test_notebook_06_has_six_checked_questions_in_four_kinds_and_a_written_one():
+    questions = questions_for("06_resnet_upgrade")
+    assert len(questions) >= 6 and len({q.kind for q in questions}) >= 4
+    assert all(2 <= len(q.hints) <= 3 for q in questions)
+    written = written_for("06_resnet_upgrade")
+    assert [w.id for w in written] == ["identity_path"] and grade("identity_path", None).written

@@ -156,7 +156,7 @@ def _grade_block(StudentBlock, question_id: str, what_name: str) -> None:
     more = f"hint({question_id!r}) says more."
     g = torch.Generator().manual_seed(6)
     for c_in, c_out, stride in BLOCK_CASES:                             # structure first: every combination
-        what = f"{what_name}({c_in}, {c_out}, {stride}) ({_case(c_in, c_out, stride)})"
+        what = f"{what_name}({c_in}, {c_out}, {stride})"
         _shortcut_structure(_build(StudentBlock, c_in, c_out, stride), c_in, c_out, stride, what)
     for seed, (c_in, c_out, stride) in enumerate(BLOCK_CASES):
         what = f"{what_name}({c_in}, {c_out}, {stride}) ({_case(c_in, c_out, stride)})"
@@ -479,7 +479,8 @@ def check_batchnorm_backward(student: Callable[..., Any]) -> str:
             worst = max(worst, grad_check(dx, want[0], f"dx ({n}, {d})", more))
         except Mistake as m:
             raise Mistake(m.message, m.hint, earned=1, credit="dgamma and dbeta") from None
-    return f"dx, dgamma and dbeta agree with autograd in float64 (relative error {worst:.1e} < 1e-7), without autograd."
+    return (f"dx, dgamma and dbeta agree with autograd in float64: relative error {worst:.1e}, below 1e-7, "
+            "computed without autograd.")
 
 
 written_question("identity_path", NOTEBOOK, points=2, hints=(
