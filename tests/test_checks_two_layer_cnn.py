@@ -1,15 +1,120 @@
-"""The check entry point and the questions of notebook 03: right answers pass, mistakes get their message."""
+"""The check entry point and the questions of notebook 03: right answers in several styles pass, each
+mistake gets its own message."""
+import math
 import sys
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_utils.checks import NOT_ATTEMPTED, check, grade, questions_for
-from course_utils.checks.two_layer_cnn import flat_features_reference, train_step_reference
-from course_utils.models import TwoLayerCNN
+import course_utils.checks.two_layer_cnn as cnn_checks
+from course_utils.checks import NOT_ATTEMPTED, QUESTIONS, WRITTEN, check, grade, hint, questions_for, written_for
+from course_utils.checks.two_layer_cnn import flat_features_reference, train_step_reference, validate_reference
+from course_utils.cost import count_macs, count_parameters
+from course_utils.data import load_mnist
+from course_utils.models import MLP, TwoLayerCNN
+from course_utils.training import evaluate, fit
 
+NOTEBOOK = "03_two_layer_cnn"
+
+
+def failed_with(qid, answer, fragment, points=0.0):
+    result = grade(qid, answer)
+    assert not result.passed and result.points == points and fragment in result.message, result.message
+    return result
+
+
+def test_questions_of_notebook_03_are_registered_with_their_kinds():
+    assert [(q.id, q.kind) for q in questions_for(NOTEBOOK)] == [
+        ("flat_features", "implement"), ("cnn_layer_parameters", "predict"), ("make_two_layer_cnn", "implement"),
+        ("train_step", "implement"), ("dropout_backward", "backward"), ("eval_mode_choice", "concept"),
+        ("validation_choice", "concept"), ("fix_validate", "debug"), ("cnn_challenge", "challenge")]
+    assert [w.id for w in written_for(NOTEBOOK)] == ["dropout_coadaptation", "one_draw"]
+
+
+@pytest.mark.parametrize("qid", [q.id for q in questions_for(NOTEBOOK)] + ["dropout_coadaptation", "one_draw"])
+def test_every_question_has_two_or_three_hint_tiers(qid, capsys):
+    q = QUESTIONS.get(qid) or WRITTEN[qid]
+    assert 2 <= len(q.hints) <= 3
+    shown = [hint(qid) for _ in q.hints]
+    assert f"HINT 1/{len(q.hints)}" in shown[0] and "that is the last hint" in shown[-1]
+
+
+def test_the_formula_is_only_in_the_last_hint():
+    for qid, formula in [("flat_features", "//"), ("train_step", "loss.item()"), ("dropout_backward", "upstream * mask"),
+                         ("fix_validate", "reduction='sum'")]:
+        *first, last = QUESTIONS[qid].hints
+        assert formula in last and not any(formula in tier for tier in first), qid
+
+
+# ---------- flat_features ----------
+
+def flat_features_by_layers(n, k, p, c):
+    for _ in range(2):
+        n = n - k + 1
+    return c * math.floor(n / p) ** 2
+
+
+@pytest.mark.parametrize("answer", [
+    flat_features_reference,
+    lambda n, k, p, c: c * ((n - k + 1 - k + 1) // p) ** 2,
+    flat_features_by_layers,
+    lambda n, k, p, c: np.int64(c) * ((n - 2 * k + 2) // p) ** 2,
+])
+def test_flat_features_accepts_equivalent_formulas(answer):
+    assert grade("flat_features", answer).passed
+
+
+@pytest.mark.parametrize("answer, fragment", [
+    (lambda n, k, p, c: float(c * ((n - 2 * (k - 1)) // p) ** 2), "the right number as a float"),
+    (lambda n, k, p, c: c * ((n - 2 * (k - 1)) / p) ** 2, "is a float"),
+    (lambda n, k, p, c: int(c * ((n - 2 * (k - 1)) / p) ** 2), "round the side down before squaring"),
+    (lambda n, k, p, c: c * (n - 2 * (k - 1)) ** 2, "before the max-pool"),
+    (lambda n, k, p, c: ((n - 2 * (k - 1)) // p) ** 2, "one channel's worth"),
+    (lambda n, k, p, c: c * ((n - k + 1) // p) ** 2, "after one convolution"),
+    (lambda n, k, p, c: c * ((n - 2 * k) // p) ** 2, "one pixel too many"),
+    (lambda n, k, p, c: c * math.ceil((n - 2 * (k - 1)) / p) ** 2, "rounded up"),
+    (lambda n, k, p, c: 2304, "instead of returning a fixed number"),
+    (lambda n, k, p, c: c * (n - 2 * k + 2) // p, "trace the side length"),
+])
+def test_flat_features_mistakes_get_their_message(answer, fragment):
+    failed_with("flat_features", answer, fragment)
+
+
+def test_a_float_count_is_caught_on_a_case_that_divides_evenly():
+    result = failed_with("flat_features", lambda n, k, p, c: c * ((n - 2 * (k - 1)) / p) ** 2, "(2304.0)")
+    assert "hint('flat_features')" in result.message
+
+
+# ---------- cnn_layer_parameters (predict) ----------
+
+@pytest.mark.parametrize("answer", [
+    {"conv1": 80, "conv2": 1168, "fc1": 147520},
+    (80, 1_168, 147_520),
+    {"fc1": 2304 * 64 + 64, "conv1": 8 * 9 + 8, "conv2": np.int64(16 * 72 + 16)},
+])
+def test_layer_parameters_accepts_right_predictions(answer):
+    assert grade("cnn_layer_parameters", answer).passed
+
+
+@pytest.mark.parametrize("answer, fragment", [
+    ({"conv1": 80.0, "conv2": 1168, "fc1": 147520}, "a count is a whole number"),
+    ({"conv1": 72, "conv2": 1168, "fc1": 147520}, "the 8 biases are missing"),
+    ({"conv1": 80, "conv2": 160, "fc1": 147520}, "all 8 input channels"),
+    ({"conv1": 80, "conv2": 1152, "fc1": 147520}, "the 16 biases are missing"),
+    ({"conv1": 80, "conv2": 1168, "fc1": 589_888}, "before the pool"),
+    ({"conv1": 80, "conv2": 1168, "fc1": 173_120}, "12 x 12, not 13 x 13"),
+    ({"conv1": 80, "conv2": 1168, "fc1": 150_000}, "2,304 x 64 weights, plus 64 biases"),
+    ({"conv1": 80, "conv2": 1168}, "should be a dict"),
+    ("80, 1168, 147520", "should be a dict"),
+])
+def test_layer_parameters_mistakes_get_their_message(answer, fragment):
+    failed_with("cnn_layer_parameters", answer, fragment)
+
+
+# ---------- make_two_layer_cnn ----------
 
 def sequential_cnn(final=None, dropout=True) -> nn.Sequential:
     layers = [nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Conv2d(8, 16, 3), nn.ReLU(), nn.MaxPool2d(2),
@@ -18,46 +123,73 @@ def sequential_cnn(final=None, dropout=True) -> nn.Sequential:
     return nn.Sequential(*layers, *([final] if final else []))
 
 
-def test_questions_of_notebook_03_are_registered():
-    assert [q.id for q in questions_for("03_two_layer_cnn")] == ["flat_features", "make_two_layer_cnn", "train_step"]
+class FunctionalCNN(nn.Module):
+    """F.relu, F.max_pool2d, torch.flatten, functional dropout; the linear layers registered first."""
+
+    def __init__(self, dropout_follows_mode=True, relu_after_conv2=True):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(2304, 64), nn.Linear(64, 10)
+        self.conv1, self.conv2 = nn.Conv2d(1, 8, 3), nn.Conv2d(8, 16, 3)
+        self.follows, self.relu_after_conv2 = dropout_follows_mode, relu_after_conv2
+
+    def forward(self, x):
+        training = self.training if self.follows else True
+        x = self.conv2(F.relu(self.conv1(x)))
+        x = F.max_pool2d(F.relu(x) if self.relu_after_conv2 else x, 2)
+        x = torch.flatten(F.dropout(x, 0.25, training=training), 1)
+        return self.fc2(F.dropout(F.relu(self.fc1(x)), 0.5, training=training))
 
 
-@pytest.mark.parametrize("answer", [
-    flat_features_reference,
-    lambda n, k, p, c: c * ((n - k + 1 - k + 1) // p) ** 2,
-])
-def test_flat_features_accepts_equivalent_formulas(answer):
-    assert grade("flat_features", answer).passed
+class ViewCNN(nn.Module):
+    """nn.ReLU and nn.MaxPool2d modules, .view to flatten, nn.Dropout modules."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Conv2d(8, 16, 3), nn.ReLU(), nn.MaxPool2d(2))
+        self.drop1, self.drop2 = nn.Dropout(0.25), nn.Dropout(0.5)
+        self.fc1, self.fc2 = nn.Linear(16 * 12 * 12, 64), nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = self.drop1(self.features(x)).view(x.size(0), -1)
+        return self.fc2(self.drop2(torch.relu(self.fc1(x))))
 
 
-@pytest.mark.parametrize("answer, hint", [
-    (lambda n, k, p, c: c * (n - 2 * (k - 1)) ** 2, "forgot the max-pool"),
-    (lambda n, k, p, c: ((n - 2 * (k - 1)) // p) ** 2, "number of channels"),
-    (lambda n, k, p, c: c * ((n - k + 1) // p) ** 2, "two convolutions"),
-    (lambda n, k, p, c: c * ((n - 2 * k) // p) ** 2, "not n - k"),
-    (lambda n, k, p, c: 2304, "instead of returning a fixed number"),
-    (lambda n, k, p, c: c * (n - 2 * k + 2) // p, "trace the side length"),
-])
-def test_flat_features_mistakes_get_their_hint(answer, hint):
-    result = grade("flat_features", answer)
-    assert not result.passed and result.points == 0 and hint in result.message
-
-
-@pytest.mark.parametrize("answer", [TwoLayerCNN, sequential_cnn])
-def test_model_check_accepts_class_and_sequential(answer):
+@pytest.mark.parametrize("answer", [TwoLayerCNN, sequential_cnn, FunctionalCNN, ViewCNN])
+def test_model_check_accepts_class_sequential_and_functional_styles(answer):
     result = grade("make_two_layer_cnn", answer)
-    assert result.passed and result.points == result.max_points == 2
+    assert result.passed and result.points == result.max_points == 2, result.message
 
 
 @pytest.mark.parametrize("answer, fragment", [
     (lambda: sequential_cnn(dropout=False), "dropout is missing"),
-    (lambda: sequential_cnn(final=nn.Softmax(dim=1)), "logits"),
+    (lambda: sequential_cnn(final=nn.Softmax(dim=1)), "a softmax was added"),
+    (lambda: sequential_cnn(final=nn.LogSoftmax(dim=1)), "a softmax was added"),
+    (lambda: FunctionalCNN(dropout_follows_mode=False), "dropout stays on after model.eval()"),
+    (lambda: FunctionalCNN(relu_after_conv2=False), "order of the operations"),
     (lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), "7,850 parameters"),
     (lambda: "a model", "not an nn.Module"),
 ])
 def test_model_check_rejects_wrong_models(answer, fragment):
-    result = grade("make_two_layer_cnn", answer)
-    assert not result.passed and fragment in result.message
+    failed_with("make_two_layer_cnn", answer, fragment)
+
+
+# ---------- train_step ----------
+
+def step_set_to_none(model, optimizer, X, y):
+    optimizer.zero_grad(set_to_none=True)
+    loss = F.cross_entropy(model(X), y)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
+def step_model_zero_grad(model, optimizer, X, y):
+    model.zero_grad()
+    logits = model(X)
+    loss = F.nll_loss(F.log_softmax(logits, dim=1), y)
+    loss.backward()
+    optimizer.step()
+    return np.float32(loss.item())
 
 
 def no_zero_grad(model, optimizer, X, y):
@@ -82,18 +214,251 @@ def summed_loss(model, optimizer, X, y):
     return loss.item()
 
 
-def test_train_step_accepts_the_reference():
-    assert grade("train_step", train_step_reference).passed
+def returns_tensor(model, optimizer, X, y):
+    optimizer.zero_grad()
+    loss = F.cross_entropy(model(X), y)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
+def returns_tensor_without_zero_grad(model, optimizer, X, y):
+    loss = F.cross_entropy(model(X), y)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
+def returns_nothing(model, optimizer, X, y):
+    train_step_reference(model, optimizer, X, y)
+
+
+@pytest.mark.parametrize("answer", [train_step_reference, step_set_to_none, step_model_zero_grad])
+def test_train_step_accepts_right_steps_without_warnings(answer):
+    result = grade("train_step", answer)
+    assert result.passed and "Warning" not in result.message, result.message
 
 
 @pytest.mark.parametrize("answer, fragment", [
     (no_zero_grad, "zero_grad"),
-    (no_step, "optimizer.step()"),
-    (summed_loss, "mean over the batch"),
+    (no_step, "the update was never applied"),
+    (summed_loss, "mean cross-entropy over the batch"),
+    (returns_tensor_without_zero_grad, "returned the loss tensor"),
 ])
-def test_train_step_mistakes_get_their_hint(answer, fragment):
-    result = grade("train_step", answer)
-    assert not result.passed and fragment in result.message
+def test_train_step_mistakes_get_their_message(answer, fragment):
+    failed_with("train_step", answer, fragment)
+
+
+@pytest.mark.parametrize("answer, fragment", [(returns_tensor, "returned the loss tensor"),
+                                              (returns_nothing, "returned NoneType")])
+def test_a_step_that_returns_no_float_gets_partial_credit_when_the_update_is_right(answer, fragment):
+    result = failed_with("train_step", answer, fragment, points=1)
+    assert result.state == "part" and "the parameters update correctly" in result.message
+    assert "loss.item()" in result.message and "Warning" not in result.message
+
+
+# ---------- dropout_backward ----------
+
+def backward_where(upstream, mask, p):
+    return torch.where(mask.bool(), upstream / (1 - p), torch.zeros_like(upstream))
+
+
+def backward_numpy(upstream, mask, p):
+    return np.asarray(upstream) * np.asarray(mask) * (1.0 / (1.0 - p))
+
+
+@pytest.mark.parametrize("answer", [lambda up, m, p: up * m / (1 - p), backward_where, backward_numpy])
+def test_dropout_backward_accepts_right_gradients(answer):
+    result = grade("dropout_backward", answer)
+    assert result.passed and "below 1e-7" in result.message
+
+
+def backward_by_autograd(upstream, mask, p):
+    x = torch.zeros_like(upstream, requires_grad=True)
+    (x * mask / (1 - p)).backward(upstream)
+    return x.grad
+
+
+@pytest.mark.parametrize("answer, fragment", [
+    (lambda up, m, p: up * m, "scale of the survivors is missing"),
+    (lambda up, m, p: up * m * (1 - p), "the wrong way round"),
+    (lambda up, m, p: up * m / p, "drop probability, not the keep probability"),
+    (lambda up, m, p: up / (1 - p), "not zero where the mask dropped"),
+    (lambda up, m, p: up * (1 - m) / (1 - p), "not zero where the mask dropped"),
+    (lambda up, m, p: up * m / (1 - p) + 1e-6 * up * m * up, "relative error"),
+    (lambda up, m, p: (up * m / (1 - p)).sum(0), "has shape"),
+    (backward_by_autograd, "Tensor.backward"),
+])
+def test_dropout_backward_mistakes_get_their_message(answer, fragment):
+    failed_with("dropout_backward", answer, fragment)
+
+
+# ---------- eval_mode_choice, validation_choice (concept) ----------
+
+@pytest.mark.parametrize("qid, right, wrong", [
+    ("eval_mode_choice", "a", {"b": "torch.no_grad()", "c": "nothing is rescaled", "d": "does not freeze"}),
+    ("validation_choice", "b", {"a": "same distribution", "c": "big enough", "d": "not learned by gradient"}),
+])
+def test_concept_questions_take_a_letter_and_explain_each_wrong_one(qid, right, wrong):
+    for style in (right, right.upper(), f" {right} "):
+        assert grade(qid, style).passed
+    for letter, fragment in wrong.items():
+        failed_with(qid, letter, fragment)
+    failed_with(qid, 1, "answer with a letter")
+    failed_with(qid, "e", "not an option")
+
+
+# ---------- fix_validate (debug) ----------
+
+def validate_given(model, X, y, batch_size=256):
+    losses, accuracies = [], []
+    for start in range(0, len(X), batch_size):
+        logits = model(X[start:start + batch_size])
+        yb = y[start:start + batch_size]
+        losses.append(F.cross_entropy(logits, yb).item())
+        accuracies.append((logits.argmax(1) == yb).float().mean().item())
+    return sum(losses) / len(losses), sum(accuracies) / len(accuracies)
+
+
+def validate_by_sums(model, X, y, batch_size=256):
+    model.eval()
+    total, correct = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(X), batch_size):
+            logits, yb = model(X[start:start + batch_size]), y[start:start + batch_size]
+            total += F.cross_entropy(logits, yb, reduction="sum").item()
+            correct += (logits.argmax(1) == yb).sum().item()
+    return total / len(X), correct / len(X)
+
+
+@torch.inference_mode()
+def validate_weighted_means(model, X, y, batch_size=256):
+    model.eval()
+    losses, accuracies, sizes = [], [], []
+    for start in range(0, len(X), batch_size):
+        logits, yb = model(X[start:start + batch_size]), y[start:start + batch_size]
+        losses.append(F.cross_entropy(logits, yb).item())
+        accuracies.append((logits.argmax(1) == yb).float().mean().item())
+        sizes.append(len(yb))
+    return float(np.average(losses, weights=sizes)), float(np.average(accuracies, weights=sizes))
+
+
+def validate_batch_means_in_eval(model, X, y, batch_size=256):
+    model.eval()
+    with torch.no_grad():
+        return validate_given(model, X, y, batch_size)
+
+
+def validate_without_no_grad(model, X, y, batch_size=256):
+    model.eval()
+    logits = torch.cat([model(X[i:i + batch_size]) for i in range(0, len(X), batch_size)])
+    return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
+
+
+def validate_tensors(model, X, y, batch_size=256):
+    model.eval()
+    with torch.no_grad():
+        logits = model(X)
+    return F.cross_entropy(logits, y), (logits.argmax(1) == y).float().mean()
+
+
+def validate_percent(model, X, y, batch_size=256):
+    loss, acc = validate_reference(model, X, y, batch_size)
+    return loss, 100 * acc
+
+
+def validate_first_batch_only(model, X, y, batch_size=256):
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(X), batch_size):
+            logits, yb = model(X[start:start + batch_size]), y[start:start + batch_size]
+            return F.cross_entropy(logits, yb).item(), (logits.argmax(1) == yb).float().mean().item()
+
+
+@pytest.mark.parametrize("answer", [validate_reference, validate_by_sums, validate_weighted_means])
+def test_fix_validate_accepts_repaired_versions(answer):
+    result = grade("fix_validate", answer)
+    assert result.passed and result.points == 2, result.message
+
+
+@pytest.mark.parametrize("answer, fragment, points", [
+    (validate_given, "still in training mode", 0),
+    (validate_batch_means_in_eval, "mean of the per-batch means", 0),
+    (validate_without_no_grad, "recorded an autograd graph", 1),
+    (validate_tensors, "a tensor inside (loss, accuracy)", 0),
+    (validate_percent, "is a percentage", 0),
+    (validate_first_batch_only, "over all 300 images", 0),
+    (lambda model, X, y, batch_size=256: 0.5, "not a pair (loss, accuracy)", 0),
+])
+def test_fix_validate_mistakes_get_their_message(answer, fragment, points):
+    failed_with("fix_validate", answer, fragment, points)
+
+
+# ---------- cnn_challenge ----------
+
+@pytest.fixture(scope="module")
+def smoke_data():
+    """The challenge's smoke data: 2,048 training images, the first 500 validation images."""
+    return load_mnist(download=False).with_validation().subset(n_train=2048, n_val=500, n_test=100)
+
+
+def trained(model, data, epochs=1):
+    """`model` trained by `fit` on `data`, with the entry the notebook builds."""
+    torch.manual_seed(0)
+    history = fit(model, data, torch.optim.Adam(model.parameters(), lr=2e-3), epochs, batch_size=128,
+                  progress=False, device=torch.device("cpu"))
+    return {"model": model.cpu(), "val_accuracy": 100 * history.val_acc[-1], "train_seconds": history.seconds,
+            "smoke": True}
+
+
+@pytest.mark.parametrize("make", [TwoLayerCNN, sequential_cnn, MLP])
+def test_challenge_verifies_the_claim_and_reports_the_cost(make, smoke_data):
+    entry = trained(make(), smoke_data)
+    result = grade("cnn_challenge", entry)
+    assert result.passed, result.message
+    model = entry["model"]
+    assert f"{count_parameters(model):,} parameters, {count_macs(model):,} MACs per image" in result.message
+    assert "500 validation images (smoke run" in result.message
+
+
+@pytest.fixture(scope="module")
+def smoke_entry(smoke_data):
+    return trained(TwoLayerCNN(), smoke_data)
+
+
+@pytest.mark.parametrize("change, fragment, points", [
+    (lambda e: {**e, "val_accuracy": e["val_accuracy"] + 1}, "you claim", 0),
+    (lambda e: {**e, "val_accuracy": e["val_accuracy"] / 100}, "in percent", 0),
+    (lambda e: {**e, "train_seconds": 301.0}, "over the budget of 300 s", 1),
+    (lambda e: {**e, "model": "weights.pt"}, "not your trained nn.Module", 0),
+    (lambda e: {**e, "smoke": "yes"}, "the notebook's smoke flag", 0),
+    (lambda e: {**e, "val_accuracy": "98.7"}, "should be a number", 0),
+    (lambda e: [e["model"], e["val_accuracy"]], "should be a dict", 0),
+])
+def test_challenge_mistakes_get_their_message(smoke_entry, change, fragment, points):
+    failed_with("cnn_challenge", change(smoke_entry), fragment, points)
+
+
+def test_challenge_below_the_target_is_verified_and_rejected(smoke_entry, monkeypatch):
+    monkeypatch.setitem(cnn_checks.SMOKE_CHALLENGE, "target", 99.9)
+    failed_with("cnn_challenge", smoke_entry, "below the target of 99.9 %")
+
+
+def test_challenge_without_smoke_scores_all_10000_validation_images():
+    model = TwoLayerCNN().eval()
+    X_val, y_val = load_mnist(download=False).with_validation().split("val")
+    accuracy = 100 * evaluate(model, X_val, y_val)[1]
+    entry = {"model": model, "val_accuracy": accuracy, "train_seconds": 0.0, "smoke": False}
+    result = failed_with("cnn_challenge", entry, "on the 10,000 validation images, verified, below the target of 98.5")
+    assert "smoke" not in result.message
+
+
+# ---------- written questions and the entry point ----------
+
+@pytest.mark.parametrize("qid", ["dropout_coadaptation", "one_draw"])
+def test_written_questions_are_recorded_for_the_instructor(qid, capsys):
+    result = check(qid)
+    assert result.written and capsys.readouterr().out.startswith(f"✍ WRITTEN [{qid}]")
 
 
 def stub(*args):
@@ -109,11 +474,11 @@ def stub(*args):
     (lambda *a: torch.zeros(3, 3) @ torch.zeros(2, 2), "RuntimeError", True),
 ])
 def test_check_never_raises(answer, fragment, attempted, capsys):
-    for qid in ("flat_features", "make_two_layer_cnn", "train_step"):
+    for qid in ("flat_features", "make_two_layer_cnn", "train_step", "dropout_backward", "fix_validate"):
         result = check(qid, answer)
         assert not result.passed and result.attempted == attempted and fragment in result.message
     printed = capsys.readouterr().out
-    assert printed.count("⏳" if not attempted else "❌") == 3
+    assert printed.count("⏳" if not attempted else "❌") == 5
 
 
 def test_check_prints_what_it_verified(capsys):

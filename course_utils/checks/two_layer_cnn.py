@@ -95,6 +95,42 @@ def check_flat_features(flat_features) -> str:
            "divide the side: (27, 3, 2, 1) -> 121."
 
 
+def _parameter_diagnosis(layer: str, got: int) -> str:
+    """Why a predicted parameter count of `layer` is wrong, for the usual slips."""
+    slips = {"conv1": {72: "the 8 biases are missing"},
+             "conv2": {1152: "the 16 biases are missing",
+                       160: "each conv2 filter spans all 8 input channels, not one"},
+             "fc1": {147_456: "the 64 biases are missing",
+                     589_888: "that is fc1 on the map before the pool (16 x 24 x 24 inputs)",
+                     173_120: "the map after the pool is 12 x 12, not 13 x 13"}}
+    return slips[layer].get(got, "")
+
+
+@question("cnn_layer_parameters", NOTEBOOK, answer_name="predicted_parameters", hints=(
+    "A layer's parameters are its weights plus its biases; a convolution's weights do not depend on the image size.",
+    "A conv layer has one k x k filter per (output channel, input channel) pair and one bias per output channel; "
+    "a linear layer one weight per (output, input) pair and one bias per output.",
+    "conv: C_out * C_in * k * k + C_out; linear: out * in + out, with in = 16 * 12 * 12 for fc1.",
+), kind="predict")
+def check_layer_parameters(predicted) -> str:
+    reference = TwoLayerCNN()
+    truth = {name: count_parameters(getattr(reference, name)) for name in LAYERS}
+    if isinstance(predicted, (list, tuple)) and len(predicted) == len(LAYERS):
+        predicted = dict(zip(LAYERS, predicted))
+    if not isinstance(predicted, dict) or set(predicted) != set(LAYERS):
+        raise Mistake(f"predicted_parameters should be a dict with the keys {', '.join(LAYERS)} "
+                      f"(or three numbers in that order); got {predicted!r:.80}.")
+    why = {"conv1": "8 filters of 1 x 3 x 3 weights, plus 8 biases = 80",
+           "conv2": "16 filters of 8 x 3 x 3 weights, plus 16 biases = 1,168",
+           "fc1": "2,304 x 64 weights, plus 64 biases = 147,520"}
+    for name in LAYERS:
+        got = predicted[name]
+        slip = _parameter_diagnosis(name, got) if isinstance(got, int) and not isinstance(got, bool) else ""
+        expect_count(got, truth[name], f"your prediction for {name}",
+                     f"{slip + ': ' if slip else ''}{name} has {why[name]}.")
+    return "conv1 80, conv2 1,168, fc1 147,520: your predictions are right; fc1 holds 98.7 % of the parameters."
+
+
 def _copy_by_shape(model: nn.Module, reference: nn.Module) -> None:
     """Copy the reference's parameters into `model`, matched by shape (the four layers' shapes all differ)."""
     ours = {tuple(p.shape): p for p in reference.parameters()}
@@ -134,7 +170,7 @@ def check_make_two_layer_cnn(make_two_layer_cnn) -> str:
     with torch.no_grad():
         out, again = as_tensor(model(X.clone()), "the output"), as_tensor(model(X.clone()), "the output")
     expect_shape(out, (5, 10), "the output for 5 images", "return one logit per class.")
-    if not torch.equal(out, again):
+    if (out != again).any():
         raise Mistake("in eval mode two forward passes give different outputs: dropout stays on after model.eval().",
                       "F.dropout(x, p) drops in every mode unless it gets training=self.training; "
                       "run hint('make_two_layer_cnn').")
@@ -204,40 +240,45 @@ def check_train_step(train_step) -> str:
     return "two steps give the reference losses (floats) and parameters: zero_grad, backward, step in order."
 
 
-def _parameter_diagnosis(layer: str, got: int) -> str:
-    """Why a predicted parameter count of `layer` is wrong, for the usual slips."""
-    slips = {"conv1": {72: "the 8 biases are missing"},
-             "conv2": {1152: "the 16 biases are missing",
-                       160: "each conv2 filter spans all 8 input channels, not one"},
-             "fc1": {147_456: "the 64 biases are missing",
-                     589_888: "that is fc1 on the map before the pool (16 x 24 x 24 inputs)",
-                     173_120: "the map after the pool is 12 x 12, not 13 x 13"}}
-    return slips[layer].get(got, "")
-
-
-@question("cnn_layer_parameters", NOTEBOOK, answer_name="predicted_parameters", hints=(
-    "A layer's parameters are its weights plus its biases; a convolution's weights do not depend on the image size.",
-    "A conv layer has one k x k filter per (output channel, input channel) pair and one bias per output channel; "
-    "a linear layer one weight per (output, input) pair and one bias per output.",
-    "conv: C_out * C_in * k * k + C_out; linear: out * in + out, with in = 16 * 12 * 12 for fc1.",
-), kind="predict")
-def check_layer_parameters(predicted) -> str:
-    reference = TwoLayerCNN()
-    truth = {name: count_parameters(getattr(reference, name)) for name in LAYERS}
-    if isinstance(predicted, (list, tuple)) and len(predicted) == len(LAYERS):
-        predicted = dict(zip(LAYERS, predicted))
-    if not isinstance(predicted, dict) or set(predicted) != set(LAYERS):
-        raise Mistake(f"predicted_parameters should be a dict with the keys {', '.join(LAYERS)} "
-                      f"(or three numbers in that order); got {predicted!r:.80}.")
-    why = {"conv1": "8 filters of 1 x 3 x 3 weights, plus 8 biases = 80",
-           "conv2": "16 filters of 8 x 3 x 3 weights, plus 16 biases = 1,168",
-           "fc1": "2,304 x 64 weights, plus 64 biases = 147,520"}
-    for name in LAYERS:
-        got = predicted[name]
-        slip = _parameter_diagnosis(name, got) if isinstance(got, int) and not isinstance(got, bool) else ""
-        expect_count(got, truth[name], f"your prediction for {name}",
-                     f"{slip + ': ' if slip else ''}{name} has {why[name]}.")
-    return "conv1 80, conv2 1,168, fc1 147,520: your predictions are right; fc1 holds 98.7 % of the parameters."
+@question("dropout_backward", NOTEBOOK, hints=(
+    "The forward pass is out = x * mask / (1 - p): which entries of x does out depend on, and how strongly?",
+    "Each output depends on one input only, through a constant factor: the backward pass multiplies the upstream "
+    "gradient entrywise by that factor (zero where the mask dropped).",
+    "return upstream * mask / (1 - p)",
+), kind="backward")
+def check_dropout_backward(dropout_backward) -> str:
+    g = torch.Generator().manual_seed(7)
+    cases = []
+    for shape, p in [((8, 64), 0.25), ((4, 16, 12, 12), 0.6), ((3, 2304), 0.5)]:
+        x = torch.randn(shape, dtype=torch.float64, generator=g, requires_grad=True)
+        mask = (torch.rand(shape, generator=g, dtype=torch.float64) >= p).double()
+        upstream = torch.randn(shape, dtype=torch.float64, generator=g)
+        (x * mask / (1 - p)).backward(upstream)
+        cases.append((upstream, mask, p, x.grad.clone()))
+    worst = 0.0
+    for upstream, mask, p, want in cases:
+        with Watch({torch.Tensor.backward: "Tensor.backward", torch.autograd.grad: "torch.autograd.grad"}) as watch:
+            got = dropout_backward(upstream.clone(), mask.clone(), p)
+        forbid(watch.used, "dropout_backward", "write the gradient from the forward formula, without autograd.")
+        t = expect_shape(got, tuple(want.shape), f"the gradient for shape {tuple(want.shape)}",
+                         "the gradient has the shape of x.")
+        dropped = mask == 0
+        if (t[dropped] != 0).any():
+            raise Mistake("your gradient is not zero where the mask dropped an entry: a dropped entry does not "
+                          "reach the output, so it gets no gradient.", "run hint('dropout_backward').")
+        kept = want != 0
+        ratio = (t[kept] / want[kept]) if kept.any() else torch.ones(1, dtype=torch.float64)
+        if torch.allclose(ratio, ratio[0].expand_as(ratio), rtol=1e-6) and abs(ratio[0].item() - 1) > 1e-6:
+            factor = ratio[0].item()
+            slips = {1 - p: "the forward pass's scale of the survivors is missing from your backward pass",
+                     (1 - p) ** 2: "the survivors' scale is applied the wrong way round (multiplied, not divided)",
+                     (1 - p) / p: "the scale divides by the drop probability, not the keep probability"}
+            slip = next((why for f, why in slips.items() if abs(factor - f) < 1e-9), "a constant factor is off")
+            raise Mistake(f"at p = {p}, your gradient is {factor:.4g} times autograd's on every kept entry: {slip}.",
+                          "run hint('dropout_backward').")
+        worst = max(worst, grad_check(t, want, f"the gradient at p = {p}, shape {tuple(want.shape)}",
+                                      "run hint('dropout_backward')."))
+    return f"relative error {worst:.1e} against autograd in float64 (it should be below 1e-7) at p = 0.25, 0.6, 0.5."
 
 
 EVAL_OPTIONS = {
@@ -359,47 +400,6 @@ def check_fix_validate(validate) -> str:
                       "run hint('fix_validate').", earned=1, credit="the right loss and accuracy in eval mode")
     return (f"eval mode, no autograd graph, every image weighted once: loss {loss:.4f} and accuracy {acc:.4f} on "
             "300 images in batches of 128 (the last one 44), as the reference.")
-
-
-@question("dropout_backward", NOTEBOOK, hints=(
-    "The forward pass is out = x * mask / (1 - p): which entries of x does out depend on, and how strongly?",
-    "Each output depends on one input only, through a constant factor: the backward pass multiplies the upstream "
-    "gradient entrywise by that factor (zero where the mask dropped).",
-    "return upstream * mask / (1 - p)",
-), kind="backward")
-def check_dropout_backward(dropout_backward) -> str:
-    g = torch.Generator().manual_seed(7)
-    cases = []
-    for shape, p in [((8, 64), 0.25), ((4, 16, 12, 12), 0.6), ((3, 2304), 0.5)]:
-        x = torch.randn(shape, dtype=torch.float64, generator=g, requires_grad=True)
-        mask = (torch.rand(shape, generator=g, dtype=torch.float64) >= p).double()
-        upstream = torch.randn(shape, dtype=torch.float64, generator=g)
-        (x * mask / (1 - p)).backward(upstream)
-        cases.append((upstream, mask, p, x.grad.clone()))
-    worst = 0.0
-    for upstream, mask, p, want in cases:
-        with Watch({torch.Tensor.backward: "Tensor.backward", torch.autograd.grad: "torch.autograd.grad"}) as watch:
-            got = dropout_backward(upstream.clone(), mask.clone(), p)
-        forbid(watch.used, "dropout_backward", "write the gradient from the forward formula, without autograd.")
-        t = expect_shape(got, tuple(want.shape), f"the gradient for shape {tuple(want.shape)}",
-                         "the gradient has the shape of x.")
-        dropped = mask == 0
-        if (t[dropped] != 0).any():
-            raise Mistake("your gradient is not zero where the mask dropped an entry: a dropped entry does not "
-                          "reach the output, so it gets no gradient.", "run hint('dropout_backward').")
-        kept = want != 0
-        ratio = (t[kept] / want[kept]) if kept.any() else torch.ones(1, dtype=torch.float64)
-        if torch.allclose(ratio, ratio[0].expand_as(ratio), rtol=1e-6) and abs(ratio[0].item() - 1) > 1e-6:
-            factor = ratio[0].item()
-            slips = {1 - p: "the forward pass's scale of the survivors is missing from your backward pass",
-                     (1 - p) ** 2: "the survivors' scale is applied the wrong way round (multiplied, not divided)",
-                     (1 - p) / p: "the scale divides by the drop probability, not the keep probability"}
-            slip = next((why for f, why in slips.items() if abs(factor - f) < 1e-9), "a constant factor is off")
-            raise Mistake(f"at p = {p}, your gradient is {factor:.4g} times autograd's on every kept entry: {slip}.",
-                          "run hint('dropout_backward').")
-        worst = max(worst, grad_check(t, want, f"the gradient at p = {p}, shape {tuple(want.shape)}",
-                                      "run hint('dropout_backward')."))
-    return f"relative error {worst:.1e} against autograd in float64 (it should be below 1e-7) at p = 0.25, 0.6, 0.5."
 
 
 class MacCounter(TorchFunctionMode):
