@@ -106,6 +106,12 @@ def _diagnose(got: torch.Tensor, variants: list[tuple[str, torch.Tensor]], names
     return None
 
 
+def _row_shifted_exp(z: torch.Tensor) -> torch.Tensor:
+    """exp(z - each row's max), in float64."""
+    z = z.double()
+    return torch.exp(z - z.amax(dim=1, keepdim=True))
+
+
 def _watched(answer: Callable[..., Any], forbidden: dict, *args: Any) -> tuple[Any, str]:
     """Call the student's answer inside a Watch; return its result and the forbidden built-ins it used."""
     with Watch(forbidden) as watch:
@@ -141,6 +147,10 @@ def check_softmax(softmax: Callable[[torch.Tensor], Any]) -> str:
             continue
         zd = z.double()
         named = [(torch.softmax(zd, dim=0), f"{WRONG_AXIS}: its columns sum to 1, the rows should."),
+                 (_row_shifted_exp(zd) / _row_shifted_exp(zd).sum(0), f"{WRONG_AXIS}: its columns sum to 1, the "
+                                                                      "rows should."),
+                 (zd / zd.sum(dim=1, keepdim=True), "divides the logits by their row sum: the exponential is "
+                                                    "missing, and a negative logit would give a negative probability."),
                  (torch.log_softmax(zd, dim=1), "these are log-probabilities (all <= 0, their exp sums to 1 per "
                                                 "row): the exp of them is the softmax."),
                  (torch.softmax(torch.softmax(zd, dim=1), dim=1), "it is a softmax of a softmax: applied twice, "
@@ -185,9 +195,11 @@ def check_shift_logits(shift_choice: Any) -> str:
 def _loss_variants(z: torch.Tensor, y: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
     """(what is wrong, the loss it gives) for the real slips in a cross-entropy; the right loss first."""
     z, rows = z.double(), torch.arange(len(y))
+    shifted = z - z.amax(dim=1, keepdim=True)
     pick = lambda log_p: -log_p[rows, y].mean()
     variants = [("", F.cross_entropy(z, y)),
                 (f"the softmax inside {WRONG_AXIS}", pick(torch.log_softmax(z, dim=0))),
+                (f"the log-sum-exp {WRONG_AXIS}", pick(shifted - shifted.logsumexp(dim=0))),
                 ("it is the cross-entropy of softmax(z): a softmax was applied to the logits before a loss that "
                  "applies its own, so the probabilities went through softmax twice", F.cross_entropy(z.softmax(1), y)),
                 ("the log is missing: this is minus the probability of the true class, not minus its log",
@@ -300,8 +312,9 @@ def check_cross_entropy_grad(cross_entropy_grad: Callable[[torch.Tensor, torch.T
         one_hot, m = F.one_hot(y, z.shape[1]).double(), len(z)
         variants = [("", logits.grad),
                     (f"the softmax inside {WRONG_AXIS}", (torch.softmax(z.double(), dim=0) - one_hot) / m),
-                    ("the one-hot of the true class is missing: each row sums to 1/m, where the gradient's rows sum "
-                     "to 0 (probabilities and the one-hot both sum to 1)", torch.softmax(z.double(), dim=1) / m)]
+                    (f"the softmax inside {WRONG_AXIS}", (_row_shifted_exp(z) / _row_shifted_exp(z).sum(0) - one_hot) / m),
+                    ("the one-hot of the true class is missing: the gradient's rows sum to 0 (probabilities and the "
+                     "one-hot both sum to 1), these do not", torch.softmax(z.double(), dim=1) / m)]
         cases.append((kind, z, y, variants))
     used = ""
     for kind, z, y, variants in cases:
@@ -332,7 +345,7 @@ def _softmax_backward_cases() -> list[tuple[torch.Tensor, torch.Tensor, list[tup
     """(logits, upstream gradient, variants) in float64; autograd's gradient first among the variants."""
     g = torch.Generator().manual_seed(5)
     cases = []
-    for m, C, offset in [(5, 4, 0.0), (3, 7, 0.0), (4, 3, 500.0)]:
+    for m, C, offset in [(5, 4, 0.0), (3, 7, 0.0), (4, 3, 1000.0)]:
         z = 2 * torch.randn(m, C, generator=g, dtype=torch.float64) + offset
         upstream = torch.randn(m, C, generator=g, dtype=torch.float64)
         leaf = z.clone().requires_grad_()
@@ -362,10 +375,10 @@ def check_softmax_backward(softmax_backward: Callable[[torch.Tensor, torch.Tenso
     for z, upstream, variants in cases:
         result, seen = _watched(softmax_backward, {**SOFTMAX_BUILTINS, **AUTOGRAD}, z.clone(), upstream.clone())
         used, want = used or seen, variants[0][1]
-        shown = f"softmax_backward for logits {tuple(z.shape)}" + (" around 500" if z.min() > 100 else "")
+        shown = f"softmax_backward for logits {tuple(z.shape)}" + (" around 1000" if z.min() > 100 else "")
         got = expect_shape(result, tuple(z.shape), shown, "dL/dz has the shape of z.")
         if not torch.isfinite(got).all():
-            raise Mistake(f"{shown} contains inf or nan: exp overflows for large logits.", _more("softmax_backward"))
+            raise Mistake(f"{shown} contains inf or nan for logits around 1000: exp(1000) overflows.", _more("softmax_backward"))
         what = _diagnose(got, variants, {1.0: "", -1.0: "the sign is wrong"}, proportional=True)
         if what:
             raise Mistake(f"{shown}: {what}.", _more("softmax_backward"))
