@@ -3,11 +3,17 @@ import base64
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from matplotlib.colors import CenteredNorm
+from matplotlib.figure import Figure
+from torchvision.utils import make_grid
 
-from course_utils.checks import grade
+from course_utils.checks import KINDS, grade, questions_for, written_for
+from course_utils.grading.replay import record, replay
+from course_utils.kernels import receptive_field
 from course_utils.data import MEAN, STD
 from course_utils.filters import (conv_layers, feature_maps, filter_grid, image_grid, maximize_activation,
                                   plot_filters, spatial_layers)
@@ -174,40 +180,488 @@ def test_explorer_updates_its_figure_and_follows_the_model(data):
         FilterExplorer({"two": TwoLayerCNN()}, data.X_test[0], data.y_test)
 
 
-def test_reference_and_solution_answers_pass_and_stubs_are_not_attempted():
-    solution = solution_functions("04_filter_visualization")
-    for qid in ("plot_filters", "feature_maps"):
-        assert grade(qid, solution[qid]).passed, grade(qid, solution[qid]).message
-        stub = grade(qid, lambda *args, **kwargs: (_ for _ in ()).throw(NotImplementedError()))
-        assert not stub.attempted and not stub.passed
+# ---------------------------------------------------------------- the checks of the exercise sheet
+
+NOTEBOOK = "04_filter_visualization"
 
 
-def test_checks_catch_the_common_mistakes():
-    def gray_filters(weight, ax=None):
-        ax.imshow(filter_grid(weight).numpy(), cmap="gray")
-        return ax
+def test_the_sheet_has_six_checked_questions_in_four_kinds_and_a_written_one_all_with_tiered_hints():
+    questions = questions_for(NOTEBOOK)
+    assert [q.id for q in questions] == ["plot_filters", "feature_maps", "normalize_filters", "filter_tiles",
+                                         "predicted_pool_shape", "pool_receptive_field", "positive_filter_choice",
+                                         "conv_input_grad"]
+    assert len({q.kind for q in questions}) >= 4 and all(q.kind in KINDS for q in questions)
+    assert [w.id for w in written_for(NOTEBOOK)] == ["first_layer_filters"]
+    assert all(2 <= len(q.hints) <= 3 for q in questions + written_for(NOTEBOOK))
 
-    def minmax_filters(weight, ax=None):
-        ax.imshow(filter_grid(weight).numpy(), cmap="RdBu_r")
-        return ax
 
-    def leaky_hook(model, image, layer):
-        out = {}
-        model.get_submodule(layer).register_forward_hook(lambda m, i, o: out.update(o=o))
-        model.eval()(image[None])
-        return out["o"][0]
+def test_solution_answers_pass_and_stubs_are_not_attempted():
+    solution = solution_functions(NOTEBOOK)
+    for q in questions_for(NOTEBOOK):
+        result = grade(q.id, solution[q.answer_name])
+        assert result.passed and result.points == q.max_points, (q.id, result.message)
+        stub = grade(q.id, lambda *args, **kwargs: (_ for _ in ()).throw(NotImplementedError()))
+        assert not stub.passed and (not stub.attempted or q.kind in ("predict", "concept")), (q.id, stub.message)
+        assert not grade(q.id, None).attempted
+    written = grade("first_layer_filters", None)
+    assert written.written and "recorded for your instructor" in written.message
 
-    def train_mode(model, image, layer):
-        out = {}
-        handle = model.get_submodule(layer).register_forward_hook(lambda m, i, o: out.update(o=o))
-        model(image[None])
+
+def fails_with(qid: str, answer, fragment: str, points: float = 0.0) -> str:
+    result = grade(qid, answer)
+    assert not result.passed and fragment in result.message and result.points == points, result.message
+    return result.message
+
+
+# plot_filters
+
+def filters_by_make_grid(weight, ax=None):
+    c_out, c_in, kh, kw = weight.shape
+    grid = make_grid(weight.detach().reshape(c_out * c_in, 1, kh, kw), nrow=8 if c_in == 1 else c_in,
+                     padding=1, pad_value=float("nan"))[0]
+    ax.imshow(grid.numpy(), cmap="RdBu_r", norm=CenteredNorm())
+    return ax
+
+
+def filters_by_filter_grid(weight, ax=None):
+    m = weight.abs().max().item()
+    ax.imshow(filter_grid(weight), cmap="seismic", vmin=-m, vmax=m)
+    return ax
+
+
+def filters_by_numpy(weight, ax=None):
+    w = weight.detach().numpy()
+    c_out, c_in, k, _ = w.shape
+    rows, cols = (-(-c_out // 8), min(c_out, 8)) if c_in == 1 else (c_out, c_in)
+    grid = np.full((1 + rows * (k + 1), 1 + cols * (k + 1)), np.nan)
+    for n, tile in enumerate(w.reshape(c_out * c_in, k, k)):
+        r, c = divmod(n, cols)
+        grid[1 + r * (k + 1):1 + r * (k + 1) + k, 1 + c * (k + 1):1 + c * (k + 1) + k] = tile
+    m = np.abs(w).max()
+    ax.imshow(grid, cmap="bwr_r", vmin=-m, vmax=m)
+    return ax
+
+
+@pytest.mark.parametrize("answer", [filters_by_make_grid, filters_by_filter_grid, filters_by_numpy])
+def test_plot_filters_accepts_make_grid_filter_grid_and_numpy_tiling(answer):
+    assert grade("plot_filters", answer).passed, grade("plot_filters", answer).message
+
+
+def in_major_filters(weight, ax=None):
+    ax.imshow(filter_grid(weight.transpose(0, 1).contiguous()), cmap="RdBu_r", norm=CenteredNorm())
+    return ax
+
+
+def kernels_transposed(weight, ax=None):
+    ax.imshow(filter_grid(weight.transpose(2, 3)), cmap="RdBu_r", norm=CenteredNorm())
+    return ax
+
+
+def scaled_filters(weight, ax=None):
+    w = weight.detach()
+    low, high = w.flatten(1).amin(1).view(-1, 1, 1, 1), w.flatten(1).amax(1).view(-1, 1, 1, 1)
+    ax.imshow(filter_grid((w - low) / (high - low)), cmap="RdBu_r", norm=CenteredNorm())
+    return ax
+
+
+def twice_drawn(weight, ax=None):
+    filters_by_make_grid(weight, ax)
+    return filters_by_make_grid(weight, ax)
+
+
+def clipped(weight, ax=None):
+    ax.imshow(filter_grid(weight), cmap="RdBu_r", vmin=-0.01, vmax=0.01)
+    return ax
+
+
+def no_axes_returned(weight, ax=None):
+    filters_by_make_grid(weight, ax)
+
+
+def one_row(weight, ax=None):
+    c_out, c_in, kh, kw = weight.shape
+    grid = make_grid(weight.detach().reshape(-1, 1, kh, kw), nrow=c_out * c_in, padding=1, pad_value=float("nan"))[0]
+    ax.imshow(grid, cmap="RdBu_r", norm=CenteredNorm())
+    return ax
+
+
+def gray_filters(weight, ax=None):
+    ax.imshow(filter_grid(weight).numpy(), cmap="gray")
+    return ax
+
+
+def minmax_filters(weight, ax=None):
+    ax.imshow(filter_grid(weight).numpy(), cmap="RdBu_r")
+    return ax
+
+
+@pytest.mark.parametrize("answer, fragment", [
+    (gray_filters, "not diverging"), (minmax_filters, "not centred"), (clipped, "clips the largest weights"),
+    (no_axes_returned, "returned NoneType, not the axes"), (twice_drawn, "the axes hold 2 images"),
+    (one_row, "has shape"), (in_major_filters, "(out, in) axes of the weight are swapped"),
+    (kernels_transposed, "kernel is drawn transposed"), (scaled_filters, "each filter scaled to [0, 1]"),
+    (lambda weight, ax=None: filters_by_make_grid(-weight, ax), "did you transpose or normalise"),
+])
+def test_plot_filters_names_each_mistake(answer, fragment):
+    fails_with("plot_filters", answer, fragment)
+
+
+# feature_maps
+
+def maps_by_hook(model, image, layer):
+    captured = {}
+    handle = model.get_submodule(layer).register_forward_hook(lambda m, i, o: captured.update(o=o))
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(image.unsqueeze(0))
+    finally:
         handle.remove()
-        return out["o"][0]
+    return captured["o"][0]
 
-    assert "not diverging" in grade("plot_filters", gray_filters).message
-    assert "not centred" in grade("plot_filters", minmax_filters).message
-    assert "hook is still registered" in grade("feature_maps", leaky_hook).message
-    assert "model.eval()" in grade("feature_maps", train_mode).message
+
+def maps_by_list_and_inference_mode(model, image, layer):
+    outputs = []
+    handle = model.get_submodule(layer).register_forward_hook(lambda m, i, o: outputs.append(o.clone()))
+    with torch.inference_mode():
+        model.eval()(image[None])
+    handle.remove()
+    return outputs[0].squeeze(0).numpy()
+
+
+def maps_by_the_course(model, image, layer):
+    return feature_maps(model, image, [layer])[layer]
+
+
+@pytest.mark.parametrize("answer", [maps_by_hook, maps_by_list_and_inference_mode, maps_by_the_course])
+def test_feature_maps_accepts_hooks_of_every_style(answer):
+    assert grade("feature_maps", answer).passed, grade("feature_maps", answer).message
+
+
+def leaky_hook(model, image, layer):
+    out = {}
+    model.get_submodule(layer).register_forward_hook(lambda m, i, o: out.update(o=o))
+    model.eval()(image[None])
+    return out["o"][0]
+
+
+def train_mode(model, image, layer):
+    out = {}
+    handle = model.get_submodule(layer).register_forward_hook(lambda m, i, o: out.update(o=o))
+    model(image[None])
+    handle.remove()
+    return out["o"][0]
+
+
+def hooked_input(model, image, layer):
+    out = {}
+    handle = model.get_submodule(layer).register_forward_hook(lambda m, i, o: out.update(i=i[0]))
+    model.eval()(image[None])
+    handle.remove()
+    return out["i"][0]
+
+
+def batch_kept(model, image, layer):
+    return maps_by_hook(model, image, layer)[None]
+
+
+def wrong_layer(model, image, layer):
+    return maps_by_hook(model, image, layer) + 1.0
+
+
+@pytest.mark.parametrize("answer, fragment", [
+    (leaky_hook, "hook is still registered"), (train_mode, "training-mode ones"),
+    (hooked_input, "the layer's input, not its output"), (batch_kept, "return (C, H, W)"),
+    (wrong_layer, "off from the reference"),
+])
+def test_feature_maps_names_each_mistake(answer, fragment):
+    fails_with("feature_maps", answer, fragment)
+
+
+# normalize_filters
+
+def scale_with_torch_where(weight):
+    w = torch.as_tensor(weight).detach()
+    flat = w.reshape(len(w), -1)
+    low, high = flat.amin(1).view(-1, 1, 1, 1), flat.amax(1).view(-1, 1, 1, 1)
+    return torch.where(high > low, (w - low) / (high - low), torch.zeros_like(w))
+
+
+def scale_with_numpy(weight):
+    w = weight.detach().numpy() if isinstance(weight, torch.Tensor) else np.asarray(weight)
+    flat = w.reshape(len(w), -1)
+    low, high = flat.min(1)[:, None, None, None], flat.max(1)[:, None, None, None]
+    return (w - low) / np.maximum(high - low, 1e-12)
+
+
+def scale_filter_by_filter(weight):
+    w = torch.tensor(np.array(weight.detach() if isinstance(weight, torch.Tensor) else weight))
+    out = torch.zeros_like(w)
+    for o in range(len(w)):
+        span = w[o].max() - w[o].min()
+        out[o] = (w[o] - w[o].min()) / span if span > 0 else 0.5
+    return out
+
+
+@pytest.mark.parametrize("answer", [scale_with_torch_where, scale_with_numpy, scale_filter_by_filter])
+def test_normalize_filters_accepts_torch_numpy_and_a_loop_over_filters(answer):
+    assert grade("normalize_filters", answer).passed, grade("normalize_filters", answer).message
+
+
+def scale_bank(weight):
+    w = torch.as_tensor(weight).detach()
+    return (w - w.min()) / (w.max() - w.min())
+
+
+def scale_each_kernel(weight):
+    w = torch.as_tensor(weight).detach()
+    flat = w.flatten(2)
+    return ((flat - flat.amin(2, keepdim=True)) / (flat.amax(2, keepdim=True) - flat.amin(2, keepdim=True))).view_as(w)
+
+
+def scale_by_abs(weight):
+    w = torch.as_tensor(weight).detach()
+    return w / w.flatten(1).abs().amax(1).view(-1, 1, 1, 1)
+
+
+def scale_around_half(weight):
+    return (scale_by_abs(weight) + 1) / 2
+
+
+def scale_in_place(weight):
+    w = torch.as_tensor(weight).detach()
+    flat = w.reshape(len(w), -1)
+    low, high = flat.amin(1).view(-1, 1, 1, 1), flat.amax(1).view(-1, 1, 1, 1)
+    w -= low
+    w /= (high - low).clamp_min(1e-12)
+    return w
+
+
+def scale_to_nan(weight):
+    w = torch.as_tensor(weight).detach()
+    flat = w.reshape(len(w), -1)
+    low, high = flat.amin(1).view(-1, 1, 1, 1), flat.amax(1).view(-1, 1, 1, 1)
+    return (w - low) / (high - low)
+
+
+@pytest.mark.parametrize("answer, fragment", [
+    (scale_bank, "scales the whole bank at once"), (scale_each_kernel, "scales each k x k kernel"),
+    (scale_by_abs, "that gives [-1, 1]"), (scale_around_half, "puts 0 at 0.5"),
+    (scale_in_place, "changed the weights passed to it"), (scale_to_nan, "0 / 0 = nan"),
+    (lambda w: 2 * scale_with_torch_where(w), "outside [0, 1]"),
+    (lambda w: scale_with_torch_where(w) ** 2, "differ from each filter scaled"),
+    (lambda w: scale_with_torch_where(w).flatten(1), "has shape"),
+])
+def test_normalize_filters_names_each_mistake(answer, fragment):
+    fails_with("normalize_filters", answer, fragment)
+
+
+# filter_tiles
+
+def tiles_buggy(weight):
+    w = weight.detach()
+    w -= w.min()
+    w /= w.max()
+    c_out, c_in, kh, kw = w.shape
+    return w.permute(1, 0, 3, 2).reshape(c_out * c_in, kh, kw)
+
+
+def tiles_fixed(weight):
+    w = weight.detach()
+    c_out, c_in, kh, kw = w.shape
+    flat = w.reshape(c_out, -1)
+    low, high = flat.amin(1).view(-1, 1, 1, 1), flat.amax(1).view(-1, 1, 1, 1)
+    return ((w - low) / (high - low)).reshape(c_out * c_in, kh, kw)
+
+
+def tiles_by_loops(weight):
+    tiles = []
+    for o in range(weight.shape[0]):
+        f = weight[o].detach()
+        f = (f - f.min()) / (f.max() - f.min())
+        tiles += [f[i] for i in range(weight.shape[1])]
+    return torch.stack(tiles)
+
+
+def tiles_numpy_with_channel(weight):
+    w = weight.detach().numpy()
+    low = w.min(axis=(1, 2, 3), keepdims=True)
+    high = w.max(axis=(1, 2, 3), keepdims=True)
+    return ((w - low) / (high - low)).reshape(-1, 1, *w.shape[2:])
+
+
+@pytest.mark.parametrize("answer", [tiles_fixed, tiles_by_loops, tiles_numpy_with_channel])
+def test_filter_tiles_accepts_fixes_in_every_style(answer):
+    assert grade("filter_tiles", answer).passed, grade("filter_tiles", answer).message
+
+
+def tiles_only_in_place(weight):
+    w = weight.detach()
+    c_out, c_in, kh, kw = w.shape
+    low, high = w.flatten(1).amin(1).view(-1, 1, 1, 1), w.flatten(1).amax(1).view(-1, 1, 1, 1)
+    w -= low
+    w /= high - low
+    return w.reshape(c_out * c_in, kh, kw).clone()
+
+
+def tiles_only_bank(weight):
+    w = weight.detach().clone()
+    return ((w - w.min()) / (w.max() - w.min())).reshape(-1, *w.shape[2:])
+
+
+def tiles_only_in_major(weight):
+    c_out, c_in, kh, kw = weight.shape
+    return tiles_fixed(weight).reshape(c_out, c_in, kh, kw).transpose(0, 1).reshape(-1, kh, kw)
+
+
+def tiles_each_kernel(weight):
+    c_out, c_in, kh, kw = weight.shape
+    return tiles_fixed(weight.reshape(c_out * c_in, 1, kh, kw))
+
+
+def tiles_only_transposed(weight):
+    return tiles_fixed(weight).transpose(1, 2)
+
+
+@pytest.mark.parametrize("answer, fragment", [
+    (tiles_only_in_place, ".detach() shares memory"), (tiles_only_bank, "scales the whole bank at once"),
+    (tiles_only_in_major, "input-channel-major order"), (tiles_only_transposed, "each k x k kernel is transposed"),
+    (tiles_each_kernel, "scales each kernel"),
+])
+def test_filter_tiles_names_the_one_bug_left_and_gives_partial_credit(answer, fragment):
+    message = fails_with("filter_tiles", answer, fragment, points=1.5)
+    assert "1 bug left" in message and "fixing 3 of the 4 bugs" in message
+
+
+def test_filter_tiles_names_all_four_bugs_of_the_given_function_and_an_unknown_one():
+    message = fails_with("filter_tiles", tiles_buggy, "4 bugs left")
+    assert all(f in message for f in (".detach() shares memory", "whole bank", "input-channel-major", "transposed"))
+    fails_with("filter_tiles", lambda w: tiles_fixed(w) ** 2, "not in a way one of the known bugs explains")
+
+
+# predicted_pool_shape
+
+@pytest.mark.parametrize("answer", [(16, 12, 12), [16, 12, 12], torch.Size([16, 12, 12]), np.array([16, 12, 12])])
+def test_pool_shape_prediction_accepts_a_tuple_list_size_or_array(answer):
+    result = grade("predicted_pool_shape", answer)
+    assert result.passed and "24 -> max-pool 2 -> 12" in result.message
+
+
+@pytest.mark.parametrize("answer, fragment", [
+    ((1, 16, 12, 12), "batch dimension"), ((12, 12, 16), "channels come last"), ((16, 24, 24), "conv2's maps"),
+    ((16, 13, 13), "conv2 shrinks 26 to 24"), ((16, 14, 14), "neither 3x3 convolution is padded"),
+    ((16, 26, 26), "conv1's side"), ((16, 11, 11), "not n - 3"), ((8, 12, 12), "conv1's channel count"),
+    ((16, 12), "has 3 numbers"), ((16.0, 12, 12), "other than ints"), ("16x12x12", "a tuple of ints"),
+    ((32, 12, 12), "keeps conv2's number of channels"), ((16, 10, 10), "trace the side"),
+])
+def test_pool_shape_prediction_explains_each_wrong_shape(answer, fragment):
+    message = fails_with("predicted_pool_shape", answer, fragment)
+    assert isinstance(answer, str) or "other than ints" in message or "measured (16, 12, 12)" in message
+
+
+# pool_receptive_field
+
+@pytest.mark.parametrize("answer", [6, np.int64(6), torch.tensor(6), receptive_field([3, 3, 2], [1, 1, 2])])
+def test_receptive_field_count_accepts_ints_of_every_kind(answer):
+    assert grade("pool_receptive_field", answer).passed
+
+
+@pytest.mark.parametrize("answer, fragment", [
+    (5, "the field of conv2's units"), (7, "not its whole window"), (8, "you added the kernel sizes"),
+    (10, "applied to the layers before it"), (12, "you doubled"), (9, "walk back from one unit"),
+    (6.0, "a count is a whole number"), ("6", "a count is a whole number"),
+])
+def test_receptive_field_count_names_each_mistake_without_giving_the_count_away(answer, fragment):
+    message = fails_with("pool_receptive_field", answer, fragment)
+    assert "expected 6" not in message and "= 6" not in message
+
+
+# positive_filter_choice
+
+@pytest.mark.parametrize("answer", ["a", "A", " a ", ["a"]])
+def test_positive_filter_choice_accepts_the_letter_written_any_way(answer):
+    assert grade("positive_filter_choice", answer).passed
+
+
+@pytest.mark.parametrize("answer, fragment", [
+    ("b", "needs weights of both signs"), ("c", "largest on the ink"), ("d", "follows the strokes"),
+    ("e", "not an option"), (1, "answer with a letter"),
+])
+def test_positive_filter_choice_explains_each_wrong_option(answer, fragment):
+    fails_with("positive_filter_choice", answer, fragment)
+
+
+# conv_input_grad
+
+def grad_by_loops(g, w):
+    kh, kw = w.shape
+    dx = torch.zeros(g.shape[0] + kh - 1, g.shape[1] + kw - 1, dtype=w.dtype)
+    for i in range(g.shape[0]):
+        for j in range(g.shape[1]):
+            dx[i:i + kh, j:j + kw] += g[i, j] * w
+    return dx
+
+
+def grad_by_flipped_conv(g, w):
+    kh, kw = w.shape
+    return F.conv2d(F.pad(g[None, None], (kw - 1, kw - 1, kh - 1, kh - 1)), w.flip(0, 1)[None, None])
+
+
+def grad_by_fold(g, w):
+    kh, kw = w.shape
+    columns = w.reshape(-1, 1) * g.reshape(1, -1)
+    return F.fold(columns[None], (g.shape[0] + kh - 1, g.shape[1] + kw - 1), (kh, kw))[0, 0]
+
+
+def grad_by_numpy(g, w):
+    g, w = np.asarray(g), np.asarray(w)
+    kh, kw = w.shape
+    dx = np.zeros((g.shape[0] + kh - 1, g.shape[1] + kw - 1))
+    for i, j in np.ndindex(*g.shape):
+        dx[i:i + kh, j:j + kw] += g[i, j] * w
+    return dx
+
+
+@pytest.mark.parametrize("answer", [grad_by_loops, grad_by_flipped_conv, grad_by_fold, grad_by_numpy])
+def test_conv_input_grad_accepts_loops_a_flipped_convolution_fold_and_numpy(answer):
+    result = grade("conv_input_grad", answer)
+    assert result.passed and "below 1e-7" in result.message, result.message
+
+
+def grad_by_backward(g, w):
+    x = torch.zeros(g.shape[0] + w.shape[0] - 1, g.shape[1] + w.shape[1] - 1, dtype=w.dtype, requires_grad=True)
+    (F.conv2d(x[None, None], w[None, None])[0, 0] * g).sum().backward()
+    return x.grad
+
+
+def grad_by_autograd_grad(g, w):
+    x = torch.zeros(g.shape[0] + w.shape[0] - 1, g.shape[1] + w.shape[1] - 1, dtype=w.dtype, requires_grad=True)
+    return torch.autograd.grad((F.conv2d(x[None, None], w[None, None])[0, 0] * g).sum(), x)[0]
+
+
+@pytest.mark.parametrize("answer, fragment", [
+    (lambda g, w: grad_by_flipped_conv(g, w.flip(0, 1)), "turned 180 degrees"),
+    (lambda g, w: grad_by_loops(torch.ones_like(g), w), "ignores grad_output"),
+    (lambda g, w: grad_by_loops(g.float(), w.float()), "returned torch.float32"),
+    (grad_by_backward, "calls Tensor.backward"), (grad_by_autograd_grad, "calls torch.autograd.grad"),
+    (lambda g, w: F.conv_transpose2d(g[None, None], w[None, None])[0, 0], "calls conv_transpose2d"),
+    (lambda g, w: g * w.sum(), "has the shape of grad_output"),
+    (lambda g, w: 1.001 * grad_by_loops(g, w), "relative error"),
+])
+def test_conv_input_grad_names_each_mistake(answer, fragment):
+    fails_with("conv_input_grad", answer, fragment)
+
+
+# the trust boundary
+
+@pytest.mark.parametrize("qid, answer", [
+    ("normalize_filters", scale_with_numpy), ("normalize_filters", scale_in_place), ("filter_tiles", tiles_buggy),
+    ("filter_tiles", tiles_fixed), ("feature_maps", leaky_hook), ("conv_input_grad", grad_by_backward),
+    ("conv_input_grad", grad_by_fold), ("predicted_pool_shape", (16, 24, 24)), ("pool_receptive_field", 6),
+])
+def test_replayed_grading_gives_the_verdict_and_message_of_the_notebook(qid, answer):
+    replayed, direct = replay(qid, record(qid, answer)), grade(qid, answer)
+    assert (replayed.points, replayed.message) == (direct.points, direct.message)
 
 
 def test_checks_compute_references_before_the_students_code_can_change_its_inputs():
@@ -224,5 +678,17 @@ def test_checks_compute_references_before_the_students_code_can_change_its_input
         ax.imshow(torch.zeros(10, 10), cmap="RdBu_r", vmin=-1, vmax=1)
         return ax
 
+    def zeroing_grad(g, w):
+        g.zero_()
+        w.zero_()
+        return torch.zeros(g.shape[0] + w.shape[0] - 1, g.shape[1] + w.shape[1] - 1, dtype=w.dtype)
+
+    def zeroing_tiles(weight):
+        with torch.no_grad():
+            weight.fill_(1.0)
+        return torch.zeros(weight.shape[0] * weight.shape[1], *weight.shape[2:])
+
     assert not grade("feature_maps", zeroing_maps).passed
     assert not grade("plot_filters", zeroing_filters).passed
+    assert not grade("conv_input_grad", zeroing_grad).passed
+    assert not grade("filter_tiles", zeroing_tiles).passed

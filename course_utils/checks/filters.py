@@ -27,6 +27,14 @@ def _seeded(model_class):
     return model_class()
 
 
+def _same_grid(drawn: torch.Tensor, grid: torch.Tensor) -> bool:
+    """Whether a drawn image has the grid's shape and values (NaN padding where the grid has it)."""
+    if drawn.shape != grid.shape or not torch.equal(torch.isnan(drawn), torch.isnan(grid)):
+        return False
+    inside = ~torch.isnan(grid)
+    return bool(torch.allclose(drawn[inside], grid[inside].double(), atol=1e-5))
+
+
 @question("plot_filters", NOTEBOOK, points=2, hints=(
     "Two things are checked: where each filter lands in the grid, and the colours. Print the shape of your "
     "grid for a (4, 3, 5, 5) weight: one row of tiles per output channel, one column per input channel.",
@@ -38,6 +46,11 @@ def check_plot_filters(plot_filters) -> str:
                "a (4, 3, 5, 5) layer": torch.randn(4, 3, 5, 5, generator=torch.Generator().manual_seed(1))}
     for what, weight in weights.items():
         want = filter_grid(weight)                     # references first, on data the student never receives
+        slips = {"the rows are input channels and the columns output channels: the (out, in) axes of the weight "
+                 "are swapped.": filter_grid(weight.transpose(0, 1)),
+                 "each k x k kernel is drawn transposed (its h and w axes swapped).": filter_grid(weight.transpose(2, 3)),
+                 "the grid shows each filter scaled to [0, 1]: plot_filters draws the signed weights themselves, "
+                 "the centred map shows their sign.": filter_grid(per_filter_scaled(weight))}
         fig = Figure()
         ax = fig.add_subplot()
         returned = plot_filters(weight.clone(), ax=ax)
@@ -47,6 +60,10 @@ def check_plot_filters(plot_filters) -> str:
         if len(ax.images) != 1:
             raise Mistake(f"for {what} the axes hold {len(ax.images)} images; draw the whole grid with one imshow.")
         image = ax.images[0]
+        drawn = torch.as_tensor(np.ma.filled(image.get_array(), np.nan), dtype=torch.float64)
+        for slip, grid in slips.items():
+            if not _same_grid(drawn, want) and _same_grid(drawn, grid):
+                raise Mistake(f"in the grid drawn for {what}, {slip}", "see hint('plot_filters').")
         got = expect_shape(torch.as_tensor(np.ma.filled(image.get_array(), np.nan)), tuple(want.shape),
                            f"the grid drawn for {what}",
                            "make_grid(..., nrow=8, padding=1) on (C_out, 1, k, k); for C_in > 1 reshape to "
@@ -68,6 +85,24 @@ def check_plot_filters(plot_filters) -> str:
     return "grids of (8, 1, 3, 3) and (4, 3, 5, 5) weights match filter_grid, on a diverging map centred at 0."
 
 
+def _hooked(model: torch.nn.Module, image: torch.Tensor, layer: str, train: bool) -> dict[str, torch.Tensor]:
+    """The input and the output (C, H, W) of `layer` for one image, in training or eval mode."""
+    seen = {}
+    handle = model.get_submodule(layer).register_forward_hook(
+        lambda m, inputs, output: seen.update(input=inputs[0][0].detach(), output=output[0].detach()))
+    try:
+        with torch.no_grad():
+            model.train(train)(image[None])
+    finally:
+        handle.remove()
+    return seen
+
+
+def _close(got: Any, want: torch.Tensor) -> bool:
+    t = as_tensor(got, "the maps")
+    return t.shape == want.shape and bool(torch.allclose(t, want.double(), atol=1e-4, rtol=1e-4))
+
+
 @question("feature_maps", NOTEBOOK, points=2, hints=(
     "A forward hook sees (module, inputs, output): keep the output, for the one image of a batch of one.",
     "Before the forward pass: model.eval() (BatchNorm uses its running statistics) and torch.no_grad(); "
@@ -84,6 +119,7 @@ def check_feature_maps(feature_maps) -> str:
             model(torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(3)))
         students = copy.deepcopy(model)                # still in training mode, as a student may leave it
         want = feature_maps_reference(model, image, [layer])[layer]      # before the student's code runs
+        hooked, trained = _hooked(copy.deepcopy(model), image, layer, False), _hooked(model, image, layer, True)
         got = feature_maps(students, image.clone(), layer)
         if students.get_submodule(layer)._forward_hooks:
             raise Mistake(f"after feature_maps(model, image, {layer!r}) a hook is still registered on that layer.",
@@ -91,9 +127,16 @@ def check_feature_maps(feature_maps) -> str:
         if isinstance(got, torch.Tensor) and got.dim() == 4 and got.shape[0] == 1:
             raise Mistake(f"the maps for {layer!r} have shape {tuple(got.shape)}; return (C, H, W) for the one image.",
                           "index the batch dimension away: output[0].")
-        expect_close(got, want, f"the maps of {type(model).__name__}.{layer}",
-                     "call model.eval() first (BatchNorm and dropout behave differently in training), "
-                     "and record the hooked module's output, not its input.", atol=1e-4)
+        what = f"the maps of {type(model).__name__}.{layer}"
+        if not _close(got, want) and _close(got, hooked["input"]):
+            raise Mistake(f"{what} are the layer's input, not its output.",
+                          "a forward hook is called as fn(module, inputs, output): keep the third argument.")
+        if not _close(got, want) and _close(got, trained["output"]):
+            raise Mistake(f"{what} are the training-mode ones: BatchNorm normalised with this one image's "
+                          "statistics instead of its running averages.",
+                          "call model.eval() before the forward pass.")
+        expect_close(got, want, what, "call model.eval() first (BatchNorm and dropout behave differently in "
+                     "training), and record the hooked module's output, not its input.", atol=1e-4)
     return "maps of conv1 and pool (two-layer CNN), layer1.3 and layer2.0 (tutorial CNN) match; hooks removed."
 
 
