@@ -1,6 +1,7 @@
 """Questions of notebook 05 (batch-size study): steps per epoch, equal images in steps, the linear-scaling
 rule with its warm-up, two predictions written down before the run, why Adadelta shows no gap, a
 learning-rate search on validation data, the EMA, a per-image smoothing to fix, and the Kalman gain."""
+import copy
 import math
 import re
 
@@ -109,68 +110,6 @@ def check_equal_images_steps(equal_images_steps) -> str:
             "16 times as many steps for a batch 16 times smaller.")
 
 
-# --- the linear-scaling rule with a gradual warm-up -------------------------------------------------------
-
-WARMUP_CASES = ((0.05, 32, 512, 4, 7), (0.1, 256, 1024, 5, 8), (0.01, 64, 512, 10, 12), (0.05, 32, 32, 3, 5))
-
-
-def _schedule(base_lr, base_batch, batch_size, warmup_steps, total_steps, scale=None, frac=None, start=None):
-    """A per-step schedule; `scale`, `frac` and `start` replace the rule's parts to build the named mistakes."""
-    target = base_lr * (scale(batch_size, base_batch) if scale else batch_size / base_batch)
-    lr0 = base_lr if start is None else start(target)
-    fraction = frac or (lambda t, w: min(1.0, t / w))
-    return torch.tensor([lr0 + fraction(t, warmup_steps) * (target - lr0) for t in range(1, total_steps + 1)],
-                        dtype=torch.float64)
-
-
-_WARMUP_MISTAKES = {
-    "the target rate is base_lr × batch_size, not scaled by the ratio of the batch sizes: batch 512 from a "
-    "base batch of 32 should get 16 times the rate, not 512 times.": dict(scale=lambda b, b0: b),
-    "the rate is scaled the wrong way: a larger batch must get a larger rate.": dict(scale=lambda b, b0: b0 / b),
-    "that is square-root scaling (√k); the rule of Goyal et al. is linear in k.": dict(scale=lambda b, b0: (b / b0) ** 0.5),
-    "the rate never leaves base_lr: the larger batch is not scaled up.": dict(scale=lambda b, b0: 1.0),
-    "your warm-up multiplies the target by the fraction of warm-up done, so it starts near 0; the warm-up "
-    "climbs from base_lr to the scaled rate.": dict(start=lambda target: 0.0),
-    "there is no warm-up: every step already runs at the scaled rate.": dict(frac=lambda t, w: 1.0),
-    "the rate keeps climbing after warmup_steps: it should hold at the scaled rate from there on.":
-        dict(frac=lambda t, w: t / w),
-    "your warm-up is one step late: the first step runs at base_lr itself and the scaled rate is reached at "
-    "step warmup_steps + 1; count steps from 1, as linear_warmup does.": dict(frac=lambda t, w: min(1.0, (t - 1) / w)),
-}
-
-
-def _as_schedule(value, what: str) -> torch.Tensor:
-    """A returned schedule (list, tuple, NumPy array or tensor) as a float64 tensor."""
-    if isinstance(value, (int, float, np.number)) or isinstance(value, torch.Tensor) and value.dim() == 0:
-        raise Mistake(f"{what} returned one number; return one learning rate per step, total_steps of them.")
-    return as_tensor(value, what)
-
-
-@question("warmup_schedule", NOTEBOOK, kind="implement", hints=(
-        "Two parts: the rate a batch of batch_size should end at (the linear-scaling rule, relative to "
-        "base_batch), and how the first warmup_steps steps get there from base_lr.",
-        "k = batch_size / base_batch, target kη. During the warm-up the rate moves by equal amounts per step "
-        "from η; the t-th step (t from 1) has done t / warmup_steps of the way, and from warmup_steps on it holds.",
-        "lr_t = η + min(1, t / warmup_steps) · (kη − η) for t = 1, …, total_steps."))
-def check_warmup_schedule(warmup_schedule) -> str:
-    wants = [_schedule(*case) for case in WARMUP_CASES]
-    mistakes = [{m: _schedule(*case, **parts) for m, parts in _WARMUP_MISTAKES.items()} for case in WARMUP_CASES]
-    for case, want, wrong in zip(WARMUP_CASES, wants, mistakes):
-        what = "warmup_schedule({}, {}, {}, {}, {})".format(*case)
-        got = _as_schedule(warmup_schedule(*case), what)
-        expect_shape(got, tuple(want.shape), what, "one rate per step: total_steps values, warm-up included.")
-        if torch.allclose(got, want, rtol=1e-5, atol=1e-9):
-            continue
-        for message, schedule in wrong.items():
-            if torch.allclose(got, schedule, rtol=1e-5, atol=1e-9):
-                raise Mistake(f"{what}: {message}", "see hint('warmup_schedule').")
-        first = int((~torch.isclose(got, want, rtol=1e-5, atol=1e-9)).nonzero()[0])
-        raise Mistake(f"{what}: the rate of step {first + 1} is {got[first].item():.6g}, expected {want[first].item():.6g}.",
-                      "see hint('warmup_schedule').")
-    return ("linear scaling with a gradual warm-up, as Goyal et al.: batch 512 from a base of 32 at 0.05 climbs "
-            "0.2375, 0.425, 0.6125 and holds at 0.8 from step 4; the same batch size keeps its rate.")
-
-
 # --- predictions -------------------------------------------------------------------------------------------
 
 BATCHES = (32, 64, 512)
@@ -258,6 +197,68 @@ def check_adadelta_no_gap(adadelta_answer) -> str:
     return expect_choice(adadelta_answer, ADADELTA_OPTIONS, "a", "adadelta_answer")
 
 
+# --- the linear-scaling rule with a gradual warm-up -------------------------------------------------------
+
+WARMUP_CASES = ((0.05, 32, 512, 4, 7), (0.1, 256, 1024, 5, 8), (0.01, 64, 512, 10, 12), (0.05, 32, 32, 3, 5))
+
+
+def _schedule(base_lr, base_batch, batch_size, warmup_steps, total_steps, scale=None, frac=None, start=None):
+    """A per-step schedule; `scale`, `frac` and `start` replace the rule's parts to build the named mistakes."""
+    target = base_lr * (scale(batch_size, base_batch) if scale else batch_size / base_batch)
+    lr0 = base_lr if start is None else start(target)
+    fraction = frac or (lambda t, w: min(1.0, t / w))
+    return torch.tensor([lr0 + fraction(t, warmup_steps) * (target - lr0) for t in range(1, total_steps + 1)],
+                        dtype=torch.float64)
+
+
+_WARMUP_MISTAKES = {
+    "the target rate is base_lr × batch_size, not scaled by the ratio of the batch sizes: batch 512 from a "
+    "base batch of 32 should get 16 times the rate, not 512 times.": dict(scale=lambda b, b0: b),
+    "the rate is scaled the wrong way: a larger batch must get a larger rate.": dict(scale=lambda b, b0: b0 / b),
+    "that is square-root scaling (√k); the rule of Goyal et al. is linear in k.": dict(scale=lambda b, b0: (b / b0) ** 0.5),
+    "the rate never leaves base_lr: the larger batch is not scaled up.": dict(scale=lambda b, b0: 1.0),
+    "your warm-up multiplies the target by the fraction of warm-up done, so it starts near 0; the warm-up "
+    "climbs from base_lr to the scaled rate.": dict(start=lambda target: 0.0),
+    "there is no warm-up: every step already runs at the scaled rate.": dict(frac=lambda t, w: 1.0),
+    "the rate keeps climbing after warmup_steps: it should hold at the scaled rate from there on.":
+        dict(frac=lambda t, w: t / w),
+    "your warm-up is one step late: the first step runs at base_lr itself and the scaled rate is reached at "
+    "step warmup_steps + 1; count steps from 1, as linear_warmup does.": dict(frac=lambda t, w: min(1.0, (t - 1) / w)),
+}
+
+
+def _as_schedule(value, what: str) -> torch.Tensor:
+    """A returned schedule (list, tuple, NumPy array or tensor) as a float64 tensor."""
+    if isinstance(value, (int, float, np.number)) or isinstance(value, torch.Tensor) and value.dim() == 0:
+        raise Mistake(f"{what} returned one number; return one learning rate per step, total_steps of them.")
+    return as_tensor(value, what)
+
+
+@question("warmup_schedule", NOTEBOOK, kind="implement", hints=(
+        "Two parts: the rate a batch of batch_size should end at (the linear-scaling rule, relative to "
+        "base_batch), and how the first warmup_steps steps get there from base_lr.",
+        "k = batch_size / base_batch, target kη. During the warm-up the rate moves by equal amounts per step "
+        "from η; the t-th step (t from 1) has done t / warmup_steps of the way, and from warmup_steps on it holds.",
+        "lr_t = η + min(1, t / warmup_steps) · (kη − η) for t = 1, …, total_steps."))
+def check_warmup_schedule(warmup_schedule) -> str:
+    wants = [_schedule(*case) for case in WARMUP_CASES]
+    mistakes = [{m: _schedule(*case, **parts) for m, parts in _WARMUP_MISTAKES.items()} for case in WARMUP_CASES]
+    for case, want, wrong in zip(WARMUP_CASES, wants, mistakes):
+        what = "warmup_schedule({}, {}, {}, {}, {})".format(*case)
+        got = _as_schedule(warmup_schedule(*case), what)
+        expect_shape(got, tuple(want.shape), what, "one rate per step: total_steps values, warm-up included.")
+        if torch.allclose(got, want, rtol=1e-5, atol=1e-9):
+            continue
+        for message, schedule in wrong.items():
+            if torch.allclose(got, schedule, rtol=1e-5, atol=1e-9):
+                raise Mistake(f"{what}: {message}", "see hint('warmup_schedule').")
+        first = int((~torch.isclose(got, want, rtol=1e-5, atol=1e-9)).nonzero()[0])
+        raise Mistake(f"{what}: the rate of step {first + 1} is {got[first].item():.6g}, expected {want[first].item():.6g}.",
+                      "see hint('warmup_schedule').")
+    return ("linear scaling with a gradual warm-up, as Goyal et al.: batch 512 from a base of 32 at 0.05 climbs "
+            "0.2375, 0.425, 0.6125 and holds at 0.8 from step 4; the same batch size keeps its rate.")
+
+
 # --- choosing the learning rate -------------------------------------------------------------------------------
 
 def _history(val: list[float], test: float, train: list[float]) -> History:
@@ -284,7 +285,7 @@ def _choice_cases() -> list[tuple[dict[float, History], float]]:
         "return max(histories, key=lambda lr: histories[lr].val_acc[-1])"))
 def check_choose_lr(choose_lr) -> str:
     for histories, want in _choice_cases():
-        got = choose_lr(dict(histories))
+        got = choose_lr(copy.deepcopy(histories))
         by = lambda score: max(sorted(histories), key=lambda lr: score(histories[lr]))
         if isinstance(got, History):
             raise Mistake("choose_lr returned a History; return its learning rate (the dictionary's key).")
