@@ -92,12 +92,11 @@ def check_steps_per_epoch(steps_per_epoch) -> str:
 def check_equal_images_steps(equal_images_steps) -> str:
     want, value = 60 * 512 // 32, equal_images_steps
     number = _number(value, "equal_images_steps")
+    upside_down = "has the ratio upside down: the smaller batch needs more steps for the same images, not fewer."
     named = {60: "60 is equal steps, the other comparison: at equal images the small batch takes more steps.",
              16: "16 is the ratio of the batch sizes; the question asks for a number of steps.",
              60 * 512: "30,720 is the number of images both runs see; the question asks for batch 32's steps.",
-             60 * 32 / 512: "3.75 has the ratio upside down: the smaller batch needs more steps for the same images, "
-                            "not fewer.", 4: "4 has the ratio upside down: the smaller batch needs more steps for "
-                                             "the same images, not fewer."}
+             60 * 32 / 512: f"3.75 {upside_down}", 4: f"4 {upside_down}"}
     for wrong, why in named.items():
         if math.isclose(number, wrong):
             raise Mistake(f"equal_images_steps: {why}", "see hint('equal_images_steps').")
