@@ -80,16 +80,17 @@ def check_output_size(output_size: Callable[..., int]) -> str:
     explained = lambda what: sum(answers[i] == size for i, case in enumerate(SIZE_CASES)
                                  for size, w in _size_slips(*case) if w == what)
     what = max(slips, key=lambda slip: explained(slip[1]))[1] if slips else _size_diagnosis(mistakes)
-    raise Mistake(f"{mistake.message} {what}".rstrip(), "run hint('output_size') for a way to count them.")
+    said = mistake.message.rstrip(".") + (f": {what}" if what else ".")
+    raise Mistake(said, "run hint('output_size') for a way to count them.")
 
 
 def _size_diagnosis(mistakes: list[Mistake | None]) -> str:
     """What the right and the wrong cases have in common, when no named slip explains the first wrong one."""
     right = [case for case, m in zip(SIZE_CASES, mistakes) if m is None]
     if right and all(s == 1 for _, _, s, _ in right) and any(s > 1 for (_, _, s, _), m in zip(SIZE_CASES, mistakes) if m):
-        return "Right at stride 1, wrong at larger strides: look at how the stride enters."
+        return "right at stride 1, wrong at larger strides: look at how the stride enters."
     if right and all(p == 0 for *_, p in right):
-        return "Right without padding, wrong with padding: look at how the padding enters."
+        return "right without padding, wrong with padding: look at how the padding enters."
     return ""
 
 
@@ -177,13 +178,15 @@ SLIP_HINTS = {"flip": "use kernel[u, v] as it is, without flipping.", "transpose
 def _slip_outputs(image: torch.Tensor, kernel: torch.Tensor, stride: int, padding: int) -> dict[tuple, torch.Tensor]:
     """Output of every combination of slips (kernel, padding, stride, last row missing) on one case."""
     outputs = {}
-    for (kname, kslip), (pname, pslip), sname in product(KERNEL_SLIPS.items(), PAD_SLIPS.items(), ("", "stride")):
-        out = _conv(F.pad(image, pslip(padding)), kslip(kernel), 1 if sname else stride, 0)
-        outputs[tuple(w for w in (kname, pname, sname) if w)] = out
-        last = out.clone()
-        if min(last.shape) > 1:
-            last[-1], last[:, -1] = 0, 0
-            outputs[tuple(w for w in (kname, pname, sname, "last") if w)] = last
+    kernels = torch.stack([slip(kernel) for slip in KERNEL_SLIPS.values()])[:, None]     # one conv per pad, stride
+    for (pname, pslip), sname in product(PAD_SLIPS.items(), ("", "stride")):
+        maps = F.conv2d(F.pad(image, pslip(padding))[None, None], kernels, stride=1 if sname else stride)[0]
+        for kname, out in zip(KERNEL_SLIPS, maps):
+            outputs[tuple(w for w in (kname, pname, sname) if w)] = out
+            last = out.clone()
+            if min(last.shape) > 1:
+                last[-1], last[:, -1] = 0, 0
+                outputs[tuple(w for w in (kname, pname, sname, "last") if w)] = last
     return outputs
 
 
