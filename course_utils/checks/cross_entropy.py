@@ -24,9 +24,11 @@ NOTEBOOK = "02_cross_entropy_derivation"
 SOFTMAX_BUILTINS = {torch.softmax: "torch.softmax", F.softmax: "F.softmax (or nn.Softmax)",
                     torch.Tensor.softmax: "Tensor.softmax", torch.special.softmax: "torch.special.softmax",
                     torch.log_softmax: "torch.log_softmax", F.log_softmax: "F.log_softmax (or nn.LogSoftmax)",
-                    torch.Tensor.log_softmax: "Tensor.log_softmax", torch.special.log_softmax: "torch.special.log_softmax"}
+                    torch.Tensor.log_softmax: "Tensor.log_softmax",
+                    torch.special.log_softmax: "torch.special.log_softmax"}
 LOSS_BUILTINS = {F.cross_entropy: "F.cross_entropy (or nn.CrossEntropyLoss)", F.nll_loss: "F.nll_loss (or nn.NLLLoss)"}
-AUTOGRAD = {torch.Tensor.backward: "autograd (.backward)", torch.autograd.backward: "autograd (torch.autograd.backward)",
+AUTOGRAD = {torch.Tensor.backward: "autograd (.backward)",
+            torch.autograd.backward: "autograd (torch.autograd.backward)",
             torch.autograd.grad: "autograd (torch.autograd.grad)"}
 WITHOUT_SOFTMAX = ("use torch.exp, .amax(dim=1, keepdim=True) and .sum(dim=1, keepdim=True); torch.logsumexp is "
                    "allowed, and so is your own softmax from Exercise 1.")
@@ -51,9 +53,14 @@ def _logit_cases() -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     z = lambda m, c, dtype=torch.float64: (3 * torch.randn(m, c, generator=g, dtype=torch.float64)).to(dtype)
     y = lambda m, c: torch.randint(0, c, (m,), generator=g)
     positive = 0.2 + 2 * torch.rand(7, 3, generator=g, dtype=torch.float64)
-    return [("positive", positive, y(7, 3)), ("random", z(6, 4), y(6, 4)), ("random", z(5, 10, torch.float32), y(5, 10)),
-            ("large", z(4, 3) + 1000, y(4, 3)),
+    return [("positive", positive, y(7, 3)), ("random", z(6, 4), y(6, 4)),
+            ("random", z(5, 10, torch.float32), y(5, 10)), ("large", z(4, 3) + 1000, y(4, 3)),
             ("spread", z(3, 5) + torch.tensor([[1000.0], [-1000.0], [0.0]], dtype=torch.float64), y(3, 5))]
+
+
+def _not_finite(kind: str) -> str:
+    """What a result with inf or nan on logits of this kind says about the code."""
+    return {"large": OVERFLOW, "spread": ROW_MAX}.get(kind, NOT_FINITE)
 
 
 def _close(got: torch.Tensor, want: torch.Tensor) -> bool:
@@ -76,15 +83,15 @@ def _named(s: float | None, names: dict[float, str]) -> str | None:
     return next((words for value, words in names.items() if math.isclose(s, value, rel_tol=1e-3)), None)
 
 
-def _scale_names(m: int, C: int, total: str) -> dict[float, str]:
-    """The scale slips of a batch-mean quantity with m examples and C classes; `total` names it."""
+def _scale_names(m: int, C: int, quantity: str) -> dict[float, str]:
+    """The scale slips of a batch-mean `quantity` ('the loss') with m examples and C classes."""
     return {1.0: "", -1.0: "the sign is wrong",
             m: f"{m} times too large (m = {m} examples): the batch size is not divided out, a sum over the batch "
                f"where the mean belongs",
             1 / m: f"{m} times too small (1/m, m = {m} examples): divided by the batch size twice",
             -m: f"the sign is wrong and it is {m} times too large (a sum over the batch where the mean belongs)",
             -1 / m: f"the sign is wrong and it is {m} times too small (divided by the batch size twice)",
-            1 / C: f"{C} times too small (1/C, C = {C} classes): {total} is averaged over the classes too, "
+            1 / C: f"{C} times too small (1/C, C = {C} classes): {quantity} is averaged over the classes too, "
                    "a mean over all m x C entries",
             C: f"{C} times too large (C = {C} classes)"}
 
@@ -141,15 +148,13 @@ def check_softmax(softmax: Callable[[torch.Tensor], Any]) -> str:
         got = expect_shape(result, tuple(z.shape), f"softmax of logits {tuple(z.shape)}",
                            "softmax keeps the shape (m, C): one probability per class per row.")
         if not torch.isfinite(got).all():
-            raise Mistake(f"softmax {OVERFLOW if kind == 'large' else ROW_MAX if kind == 'spread' else NOT_FINITE}",
-                          _more("softmax"))
+            raise Mistake(f"softmax {_not_finite(kind)}", _more("softmax"))
         if _close(got, want):
             continue
         zd = z.double()
-        named = [(torch.softmax(zd, dim=0), f"{WRONG_AXIS}: its columns sum to 1, the rows should."),
-                 (_row_shifted_exp(zd) / _row_shifted_exp(zd).sum(0), f"{WRONG_AXIS}: its columns sum to 1, the "
-                                                                      "rows should."),
-                 (zd / zd.sum(dim=1, keepdim=True), "divides the logits by their row sum: the exponential is "
+        axis = f"it {WRONG_AXIS}: its columns sum to 1, the rows should."
+        named = [(torch.softmax(zd, dim=0), axis), (_row_shifted_exp(zd) / _row_shifted_exp(zd).sum(dim=0), axis),
+                 (zd / zd.sum(dim=1, keepdim=True), "it divides the logits by their row sum: the exponential is "
                                                     "missing, and a negative logit would give a negative probability."),
                  (torch.log_softmax(zd, dim=1), "these are log-probabilities (all <= 0, their exp sums to 1 per "
                                                 "row): the exp of them is the softmax."),
@@ -157,7 +162,7 @@ def check_softmax(softmax: Callable[[torch.Tensor], Any]) -> str:
                                                                   "it flattens the probabilities.")]
         for value, what in named:
             if _close(got, value):
-                raise Mistake(f"softmax of logits {tuple(z.shape)} {what}", _more("softmax"))
+                raise Mistake(f"softmax of logits {tuple(z.shape)}: {what}", _more("softmax"))
         if (got < 0).any():
             raise Mistake(f"softmax of logits {tuple(z.shape)} has negative entries: probabilities are positive, "
                           "so the exponential is missing somewhere.", _more("softmax"))
@@ -226,8 +231,7 @@ def _check_loss(loss: Callable[[torch.Tensor, torch.Tensor], Any], name: str, qi
         got = expect_shape(got.reshape(()) if got.numel() == 1 else got, (), f"the loss of {name}",
                            "return a scalar: one loss for the whole batch.")
         if not torch.isfinite(got):
-            raise Mistake(f"{name} {OVERFLOW if kind == 'large' else ROW_MAX if kind == 'spread' else NOT_FINITE}",
-                          _more(qid))
+            raise Mistake(f"{name} {_not_finite(kind)}", _more(qid))
         what = _diagnose(got, variants, _scale_names(m, C, "the loss"), proportional=False)
         if what == "":
             continue
@@ -312,7 +316,8 @@ def check_cross_entropy_grad(cross_entropy_grad: Callable[[torch.Tensor, torch.T
         one_hot, m = F.one_hot(y, z.shape[1]).double(), len(z)
         variants = [("", logits.grad),
                     (f"the softmax inside {WRONG_AXIS}", (torch.softmax(z.double(), dim=0) - one_hot) / m),
-                    (f"the softmax inside {WRONG_AXIS}", (_row_shifted_exp(z) / _row_shifted_exp(z).sum(0) - one_hot) / m),
+                    (f"the softmax inside {WRONG_AXIS}",
+                     (_row_shifted_exp(z) / _row_shifted_exp(z).sum(dim=0) - one_hot) / m),
                     ("the one-hot of the true class is missing: the gradient's rows sum to 0 (probabilities and the "
                      "one-hot both sum to 1), these do not", torch.softmax(z.double(), dim=1) / m)]
         cases.append((kind, z, y, variants))
@@ -324,8 +329,7 @@ def check_cross_entropy_grad(cross_entropy_grad: Callable[[torch.Tensor, torch.T
         got = expect_shape(result, tuple(z.shape), f"the gradient for logits {tuple(z.shape)}",
                            "dJ/dz has the shape of z: one entry per logit.")
         if not torch.isfinite(got).all():
-            raise Mistake(f"cross_entropy_grad {OVERFLOW if kind == 'large' else ROW_MAX if kind == 'spread' else NOT_FINITE}",
-                          _more("cross_entropy_grad"))
+            raise Mistake(f"cross_entropy_grad {_not_finite(kind)}", _more("cross_entropy_grad"))
         what = _diagnose(got, variants, _scale_names(*z.shape, "the gradient"), proportional=True)
         if what == "":
             continue
@@ -357,7 +361,7 @@ def _softmax_backward_cases() -> list[tuple[torch.Tensor, torch.Tensor, list[tup
              "k != j, and that term is missing", p * upstream),
             ("it is p (1 - p) grad_p, the derivative of a sigmoid: softmax couples the classes of a row, so dp_k/dz_j "
              "is not 0 for k != j", p * (1 - p) * upstream),
-            (f"the sum over k runs over the batch (axis 0); it belongs over the classes of each row",
+            ("the sum over k runs over the batch (axis 0); it belongs over the classes of each row",
              p * (upstream - (upstream * p).sum(dim=0, keepdim=True))),
             ("it does not use the upstream gradient grad_p: it is the diagonal p (1 - p) of the Jacobian alone",
              p * (1 - p))]))
@@ -378,7 +382,8 @@ def check_softmax_backward(softmax_backward: Callable[[torch.Tensor, torch.Tenso
         shown = f"softmax_backward for logits {tuple(z.shape)}" + (" around 1000" if z.min() > 100 else "")
         got = expect_shape(result, tuple(z.shape), shown, "dL/dz has the shape of z.")
         if not torch.isfinite(got).all():
-            raise Mistake(f"{shown} contains inf or nan for logits around 1000: exp(1000) overflows.", _more("softmax_backward"))
+            raise Mistake(f"{shown} contains inf or nan for logits around 1000: exp(1000) overflows.",
+                          _more("softmax_backward"))
         what = _diagnose(got, variants, {1.0: "", -1.0: "the sign is wrong"}, proportional=True)
         if what:
             raise Mistake(f"{shown}: {what}.", _more("softmax_backward"))
@@ -411,7 +416,7 @@ def _step_names(m: int, lr: float, param: str) -> dict[float, str]:
 
 
 @question("sgd_step", NOTEBOOK, points=2, kind="implement", hints=(
-        "Get dJ/dz first (Exercise 3), then the chain rule through z = X W^T + b (section 4): dJ/dW has W's shape "
+        "Get dJ/dz first (Exercise 6), then the chain rule through z = X W^T + b (section 4): dJ/dW has W's shape "
         "(C, D), dJ/db b's shape (C,).",
         "dJ/dz already carries the 1/m of the mean: do not divide again. A step goes downhill: it subtracts lr times "
         "the gradient.",
