@@ -71,15 +71,15 @@ class ExplorerFigure:
             width_ratios=[1, 1.7, 1.15], left=0.01, right=0.92, bottom=0.02, top=0.9, wspace=0.42))
         self.images = [ax.imshow(np.zeros((2, 2)), cmap=cmap, animated=True)
                        for ax, cmap in zip(self.axes, ["gray_r", DIVERGING, DIVERGING])]
-        self.titles = [ax.set_title(" ", fontsize=11) for ax in self.axes]
+        self.titles = [ax.set_title(" ", fontsize=11, animated=True) for ax in self.axes]
         self.bar_ends = [self._colour_bar(ax) for ax in self.axes[1:]]
-        for artist in self.titles:
-            artist.set_animated(True)
         for ax in self.axes:
             ax.set_axis_off()
             ax.set_anchor("N")                     # panels (and titles) aligned at the top
         self.colour_bars = [bar for bar, _ in self.bar_ends]
-        self._animated = [*self.images, *self.titles, *(t for _, ends in self.bar_ends for t in ends)]
+        ends = [[], *(ends for _, ends in self.bar_ends)]
+        self._animated = [a for image, title, texts in zip(self.images, self.titles, ends)   # full-draw order
+                          for a in (image, title, *texts)]
         self._shapes: list[tuple[int, ...]] = []
         self._background = None
         self._shown: dict = {}                     # animated artist -> what it shows now

@@ -1,6 +1,8 @@
-"""Driving JupyterLab in headless Chromium (Debian's package) with Playwright, for tests/test_browser.py."""
+"""Driving JupyterLab in headless Chromium (Debian's package) with Playwright, and reading the PNGs it shows."""
 from __future__ import annotations
 
+import base64
+import io
 import os
 import secrets
 import signal
@@ -12,6 +14,10 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+import numpy as np
+from matplotlib import colormaps
+from PIL import Image
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
@@ -59,3 +65,62 @@ def jupyter_lab(root: Path, env: dict[str, str], timeout: float = 60) -> Iterato
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+
+
+def decode_png(src: str) -> Image.Image:
+    """The image of a `data:image/png;base64,...` address (an <img> src), its text chunks in `.text`."""
+    header, _, data = src.partition(",")
+    if header != "data:image/png;base64":
+        raise ValueError(f"not a base64 PNG data address: {src[:40]!r}")
+    return Image.open(io.BytesIO(base64.b64decode(data)))
+
+
+def colour_bars(image: Image.Image, cmap: str = "RdBu_r", min_height: float = 0.4,
+                min_width: int = 4) -> list[tuple[int, int]]:
+    """Column ranges [x0, x1) where `cmap` runs from its top colour down to its bottom one, as a colour bar does.
+
+    A column counts when it holds a run of at least `min_height` of the image height whose pixels are all
+    within a few levels of the colour map, their positions on it falling from above 0.95 to below 0.05
+    and never rising.
+    """
+    lut = (colormaps[cmap](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.float32)      # (256, 3)
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)                          # (H, W, 3)
+    flat = pixels.reshape(-1, 3)
+    position, near = np.empty(len(flat)), np.empty(len(flat), dtype=bool)
+    for i in range(0, len(flat), 16384):                         # nearest colour-map entry, in chunks
+        chunk = flat[i:i + 16384]
+        distance = (chunk ** 2).sum(-1, keepdims=True) - 2 * chunk @ lut.T + (lut ** 2).sum(-1)
+        position[i:i + 16384], near[i:i + 16384] = distance.argmin(-1) / 255, distance.min(-1) < 3 * 6 ** 2
+    position, near = position.reshape(pixels.shape[:2]), near.reshape(pixels.shape[:2])
+    height = int(min_height * pixels.shape[0])
+    columns = [x for x in range(pixels.shape[1]) if _is_bar_column(position[:, x], near[:, x], height)]
+    bars, start = [], None
+    for x, next_x in zip(columns, [*columns[1:], None]):
+        start = x if start is None else start
+        if next_x != x + 1:
+            if x + 1 - start >= min_width:
+                bars.append((start, x + 1))
+            start = None
+    return bars
+
+
+def _is_bar_column(position: np.ndarray, near: np.ndarray, min_run: int) -> bool:
+    """Whether a column holds a run of colour-map pixels at least `min_run` long falling from ~1 to ~0."""
+    run_start = None
+    for y, ok in enumerate([*near, False]):
+        if ok and run_start is None:
+            run_start = y
+        elif not ok and run_start is not None:
+            run = position[run_start:y]
+            if (y - run_start >= min_run and run[0] > 0.95 and run[-1] < 0.05
+                    and np.all(np.diff(run) <= 1 / 255)):
+                return True
+            run_start = None
+    return False
+
+
+def text_in_top_band(image: Image.Image, band: float = 0.1, parts: int = 3) -> list[bool]:
+    """For each of `parts` equal columns of the image: whether its top `band` holds dark (text) pixels."""
+    gray = np.asarray(image.convert("L"))
+    top = gray[: max(1, int(band * gray.shape[0]))]
+    return [bool((chunk < 100).any()) for chunk in np.array_split(top, parts, axis=1)]
