@@ -15,7 +15,8 @@ from ..filters import filter_grid
 from ..kernels import receptive_field
 from ..models import TutorialCNN, TwoLayerCNN
 from . import Mistake, question, written_question
-from .tools import Watch, as_tensor, expect_choice, expect_close, expect_count, expect_shape, forbid, grad_check
+from .tools import (Watch, as_tensor, expect_choice, expect_close, expect_count, expect_shape, forbid, grad_check,
+                    rel_error)
 
 NOTEBOOK = "04_filter_visualization"
 DIVERGING_MAPS = {"RdBu", "bwr", "seismic", "coolwarm", "PuOr", "PiYG", "PRGn", "BrBG", "RdGy",
@@ -185,6 +186,37 @@ def _changed_in_place(passed: Any, original: torch.Tensor) -> bool:
     return isinstance(passed, torch.Tensor) and not torch.equal(passed.detach(), original)
 
 
+def _scaling_mistake(what: str, got: torch.Tensor, want: torch.Tensor, slipped: list[bool]) -> Mistake:
+    """What is wrong with scaled filters `got` (against `want`), given which SCALING_SLIPS fit every case."""
+    slip = next(((m, h) for (_, m, h), fits in zip(SCALING_SLIPS, slipped) if fits), None)
+    if slip:
+        return Mistake(f"normalize_filters is wrong for {what}: {slip[0]}", slip[1] + " See hint('normalize_filters').")
+    lows, highs = got.reshape(len(got), -1).amin(dim=1), got.reshape(len(got), -1).amax(dim=1)
+    if lows.min() < -1e-6 or highs.max() > 1 + 1e-6:
+        return Mistake(f"for {what} the values run from {lows.min():.3g} to {highs.max():.3g}, outside [0, 1].",
+                       "see hint('normalize_filters').")
+    return Mistake(f"for {what} the values differ from each filter scaled to [0, 1] by up to "
+                   f"{(got - want).abs().max():.3g}.",
+                   "each filter's smallest weight should become 0, its largest 1, the rest in proportion.")
+
+
+def _check_constant_filter(normalize_filters: Callable[[Any], Any]) -> None:
+    """A Mistake unless a bank whose filter 1 is constant comes out finite, filter 1 constant in [0, 1]."""
+    constant = _uneven_bank((3, 1, 3, 3), 7)
+    constant[1] = 0.25
+    want = per_filter_scaled(torch.cat([constant[:1], constant[2:]]))            # before the student's code runs
+    got = as_tensor(normalize_filters(constant.clone()), "the result for a bank with a constant filter")
+    filter_1 = got[1] if got.shape == constant.shape else got.new_full((1,), float("nan"))
+    if not (torch.isfinite(filter_1).all() and filter_1.min() >= 0 and filter_1.max() <= 1
+            and filter_1.max() == filter_1.min()):
+        raise Mistake(f"filter 1, whose weights are all 0.25, came out as {filter_1.flatten()[:3].tolist()}...: "
+                      "its max - min is 0, so dividing by it gives 0 / 0 = nan.",
+                      "map a constant filter to a constant in [0, 1] (e.g. 0): use torch.where / np.where, or "
+                      "divide by max(high - low, a tiny number).")
+    expect_close(torch.cat([got[:1], got[2:]]), want, "the other filters of a bank with a constant filter",
+                 "scale each filter on its own.")
+
+
 @question("normalize_filters", NOTEBOOK, points=2, kind="implement", hints=(
     "Look at one filter at a time: weight[o] holds all of its input channels. Its smallest weight should "
     "become 0 and its largest 1, whatever the other filters hold.",
@@ -196,6 +228,8 @@ def check_normalize_filters(normalize_filters: Callable[[Any], Any]) -> str:
     cases = [("a (8, 1, 3, 3) torch weight", _uneven_bank((8, 1, 3, 3), 4).float(), "torch"),
              ("a (4, 3, 5, 5) torch weight that requires grad", _uneven_bank((4, 3, 5, 5), 5), "grad"),
              ("a (6, 2, 3, 3) NumPy array", _uneven_bank((6, 2, 3, 3), 6), "numpy")]
+    wanted = [per_filter_scaled(w.double()) for _, w, _ in cases]                 # before the student's code runs
+    slips = [[f(w.double()) for f, _, _ in SCALING_SLIPS] for _, w, _ in cases]
     answers = []
     for what, weight, style in cases:
         passed = weight.numpy().copy() if style == "numpy" else weight.clone().requires_grad_(style == "grad")
@@ -206,39 +240,14 @@ def check_normalize_filters(normalize_filters: Callable[[Any], Any]) -> str:
                           "changing the input in place (w -= low); note that .detach() shares memory.")
         answers.append(expect_shape(got, tuple(weight.shape), f"the result for {what}",
                                     "return one value per weight, in the input's shape."))
-    for (what, weight, _), got in zip(cases, answers):
-        if not torch.allclose(got, per_filter_scaled(weight.double()), atol=1e-5):
-            slip = next(((m, h) for f, m, h in SCALING_SLIPS if all(torch.allclose(
-                g, f(w.double()), atol=1e-5) for (_, w, _), g in zip(cases, answers))), None)
-            if slip:
-                raise Mistake(f"normalize_filters is wrong for {what}: {slip[0]}", slip[1] + " See hint('normalize_filters').")
-            lows, highs = got.reshape(len(got), -1).amin(dim=1), got.reshape(len(got), -1).amax(dim=1)
-            if lows.min() < -1e-6 or highs.max() > 1 + 1e-6:
-                raise Mistake(f"for {what} the values run from {lows.min():.3g} to {highs.max():.3g}, outside [0, 1].",
-                              "see hint('normalize_filters').")
-            raise Mistake(f"for {what} the values differ from each filter scaled to [0, 1] by up to "
-                          f"{(got - per_filter_scaled(weight.double())).abs().max():.3g}.",
-                          "each filter's smallest weight should become 0, its largest 1, the rest in proportion.")
-    constant = _uneven_bank((3, 1, 3, 3), 7)
-    constant[1] = 0.25
-    got = as_tensor(normalize_filters(constant.clone()), "the result for a bank with a constant filter")
-    filter_1 = got[1] if got.shape == constant.shape else got.new_full((1,), float("nan"))
-    if not (torch.isfinite(filter_1).all() and filter_1.min() >= 0 and filter_1.max() <= 1
-            and filter_1.max() == filter_1.min()):
-        raise Mistake(f"filter 1, whose weights are all 0.25, came out as {filter_1.flatten()[:3].tolist()}...: "
-                      "its max - min is 0, so dividing by it gives 0 / 0 = nan.",
-                      "map a constant filter to a constant in [0, 1] (e.g. 0): use torch.where / np.where, or "
-                      "divide by max(high - low, a tiny number).")
-    expect_close(torch.cat([got[:1], got[2:]]), per_filter_scaled(torch.cat([constant[:1], constant[2:]])),
-                 "the other filters of a bank with a constant filter", "scale each filter on its own.")
+    slipped = [all(torch.allclose(got, case_slips[k], atol=1e-5) for got, case_slips in zip(answers, slips))
+               for k in range(len(SCALING_SLIPS))]
+    for (what, _, _), got, want in zip(cases, answers, wanted):
+        if not torch.allclose(got, want, atol=1e-5):
+            raise _scaling_mistake(what, got, want, slipped)
+    _check_constant_filter(normalize_filters)
     return ("each filter of (8, 1, 3, 3) and (4, 3, 5, 5) torch weights and a (6, 2, 3, 3) NumPy array is scaled "
             "to [0, 1] on its own, the inputs are untouched, and a constant filter stays finite.")
-
-
-def filter_tiles_reference(weight: torch.Tensor) -> torch.Tensor:
-    """Tiles (C_out * C_in, k, k), tile o * C_in + i being weight[o, i], each filter weight[o] scaled to [0, 1]."""
-    c_out, c_in, kh, kw = weight.shape
-    return per_filter_scaled(weight.detach()).reshape(c_out * c_in, kh, kw)
 
 
 def _tiles(weight: torch.Tensor, scaling: Callable, in_major: bool, transposed: bool) -> torch.Tensor:
@@ -266,6 +275,9 @@ TILE_BUGS = {"bank": "it scales the whole bank at once: the weak filters come ou
     "w = (w - low.view(-1, 1, 1, 1)) / (high - low).view(-1, 1, 1, 1); return w.reshape(C_out * C_in, kh, kw)."))
 def check_filter_tiles(filter_tiles: Callable[[torch.Tensor], Any]) -> str:
     weights = [_uneven_bank((4, 3, 3, 3), 8).float(), _uneven_bank((3, 2, 5, 5), 9).float()]
+    scalings = {"filter": per_filter_scaled, "bank": _bank_scaled, "kernel": _kernel_scaled}
+    variants = {(s, i, t): [_tiles(w.double(), scalings[s], i, t) for w in weights]     # before the student's code
+                for s in scalings for i in (False, True) for t in (False, True)}
     bugs, answers = [], []
     for weight in weights:
         passed = weight.clone().requires_grad_()
@@ -278,12 +290,10 @@ def check_filter_tiles(filter_tiles: Callable[[torch.Tensor], Any]) -> str:
         t = t.squeeze(1) if t.dim() == 4 and t.shape[1] == 1 else t
         answers.append(expect_shape(t, (c_out * c_in, kh, kw), f"filter_tiles' result for a {tuple(weight.shape)} "
                                     "weight", "one k x k tile per (output, input) channel pair."))
-    scalings = {"filter": per_filter_scaled, "bank": _bank_scaled, "kernel": _kernel_scaled}
-    combos = [(s, i, t) for s in scalings for i in (False, True) for t in (False, True)]
-    found = next((c for c in combos if all(torch.allclose(got, _tiles(w.double(), scalings[c[0]], c[1], c[2]),
-                                                          atol=1e-5) for w, got in zip(weights, answers))), None)
+    found = next((c for c, tiles in variants.items()
+                  if all(torch.allclose(got, want, atol=1e-5) for got, want in zip(answers, tiles))), None)
     if found is None:
-        err = (answers[0] - filter_tiles_reference(weights[0].double())).abs().max().item()
+        err = (answers[0] - variants["filter", False, False][0]).abs().max().item()
         raise Mistake(f"filter_tiles' tiles differ from the fixed version by up to {err:.3g}, and not in a way "
                       "one of the known bugs explains.", "start again from filter_tiles_buggy; see hint('filter_tiles').")
     scaling, in_major, transposed = found
@@ -401,9 +411,9 @@ def conv_input_grad_reference(grad_output: torch.Tensor, kernel: torch.Tensor) -
     return torch.autograd.grad((response * grad_output.double()).sum(), x)[0]
 
 
-def rel_close(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Whether a and b agree to a relative error of 1e-7 (the gradient check's threshold)."""
-    return a.shape == b.shape and float(((a - b).abs() / (a.abs() + b.abs()).clamp_min(1e-8)).max()) < 1e-7
+def _rel_close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether a and b agree to a relative error below 1e-7 (the gradient check's threshold)."""
+    return a.shape == b.shape and rel_error(a, b) < 1e-7
 
 
 GRAD_SLIPS = [  # (what the slip computes from (grad_output, kernel), what went wrong, hint)
@@ -419,24 +429,25 @@ _AUTOGRAD = {torch.autograd.grad: "torch.autograd.grad", torch.Tensor.backward: 
 
 
 @question("conv_input_grad", NOTEBOOK, points=2, kind="backward", hints=(
-    "Each input pixel x[p, q] enters the responses of every position (i, j) whose window covers it, with weight "
-    "kernel[p - i, q - j]. So dL/dx[p, q] adds up grad_output[i, j] * kernel[p - i, q - j] over those (i, j).",
-    "Loop form: start from zeros of the input's shape (H_out + kh - 1, W_out + kw - 1) and, for every (i, j), "
-    "add grad_output[i, j] * kernel into the patch [i:i + kh, j:j + kw]. Keep float64.",
-    "Vectorised: dx = F.conv2d(F.pad(g, (kw - 1, kw - 1, kh - 1, kh - 1)), kernel.flip(0, 1)) on (1, 1, ...) "
-    "views: a full correlation with the flipped kernel."))
+    "Take one input pixel x[p, q]: which responses r[i, j] have it inside their window, and with which kernel "
+    "weight? Its gradient adds up grad_output over those positions, each times that weight.",
+    "It is easier from the outputs' side: r[i, j] used the patch of x at rows i..i + kh - 1, columns "
+    "j..j + kw - 1, so grad_output[i, j] flows back into that patch, weighted by the kernel. The result has the "
+    "input's shape (H_out + kh - 1, W_out + kw - 1) and stays float64.",
+    "Loops: grad_x = zeros; for every (i, j): grad_x[i:i + kh, j:j + kw] += grad_output[i, j] * kernel. "
+    "Vectorised: F.conv2d(F.pad(g, (kw - 1, kw - 1, kh - 1, kh - 1)), kernel.flip(0, 1)) on (1, 1, ...) views."))
 def check_conv_input_grad(conv_input_grad: Callable[[torch.Tensor, torch.Tensor], Any]) -> str:
     g = torch.Generator().manual_seed(10)
     cases = [(torch.randn(4, 5, generator=g, dtype=torch.float64), torch.randn(3, 3, generator=g, dtype=torch.float64)),
              (torch.randn(6, 3, generator=g, dtype=torch.float64), torch.randn(2, 3, generator=g, dtype=torch.float64)),
              (torch.randn(5, 5, generator=g, dtype=torch.float64), torch.randn(5, 5, generator=g, dtype=torch.float64))]
     wanted = [conv_input_grad_reference(g_out, w) for g_out, w in cases]          # before the student's code runs
+    slipped = [[f(g_out, w) for f, _, _ in GRAD_SLIPS] for g_out, w in cases]
     answers, worst = [], 0.0
     for (g_out, w), want in zip(cases, wanted):
         with Watch(_AUTOGRAD) as watch:
             got = conv_input_grad(g_out.clone(), w.clone())
-        forbid(watch.used, "conv_input_grad", "compute the gradient by hand: loops, or conv2d on a padded "
-               "grad_output with a flipped kernel.")
+        forbid(watch.used, "conv_input_grad", "compute the gradient by hand; see hint('conv_input_grad').")
         if getattr(got, "dtype", None) in (torch.float32, torch.float16, torch.bfloat16, np.float32):
             raise Mistake(f"conv_input_grad returned {got.dtype} for float64 inputs: float32 rounding alone gives a "
                           "relative error near 1e-7.", "keep the inputs' dtype: torch.zeros(..., dtype=kernel.dtype).")
@@ -447,9 +458,9 @@ def check_conv_input_grad(conv_input_grad: Callable[[torch.Tensor, torch.Tensor]
                           f"respect to the input has the input's shape, {tuple(want.shape)}.",
                           "the input is kh - 1 rows and kw - 1 columns larger than the output.")
         answers.append(t)
-    for (g_out, w), want, t in zip(cases, wanted, answers):
-        slip = next(((m, h) for f, m, h in GRAD_SLIPS if t.shape == want.shape and rel_close(t, f(g_out, w))), None)
-        if slip and not rel_close(t, want):
+    for (g_out, w), want, slips, t in zip(cases, wanted, slipped, answers):
+        slip = next(((m, h) for (_, m, h), wrong in zip(GRAD_SLIPS, slips) if _rel_close(t, wrong)), None)
+        if slip and not _rel_close(t, want):
             raise Mistake(f"for a {tuple(w.shape)} kernel, {slip[0]}", slip[1])
         worst = max(worst, grad_check(t, want, f"conv_input_grad for a {tuple(w.shape)} kernel and grad_output "
                                       f"{tuple(g_out.shape)}", "see hint('conv_input_grad')."))
