@@ -8,15 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 from matplotlib.colors import CenteredNorm
-from matplotlib.figure import Figure
 from torchvision.utils import make_grid
 
 from course_utils.checks import KINDS, grade, questions_for, written_for
-from course_utils.grading.replay import record, replay
-from course_utils.kernels import receptive_field
 from course_utils.data import MEAN, STD
 from course_utils.filters import (conv_layers, feature_maps, filter_grid, image_grid, maximize_activation,
                                   plot_filters, spatial_layers)
+from course_utils.grading.replay import record, replay
+from course_utils.kernels import receptive_field
 from course_utils.model_cache import TrainConfig, build_model, cache_path, train_or_load
 from course_utils.models import TutorialCNN, TwoLayerCNN
 from course_utils.widgets import FilterExplorer

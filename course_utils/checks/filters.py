@@ -49,7 +49,8 @@ def check_plot_filters(plot_filters) -> str:
         want = filter_grid(weight)                     # references first, on data the student never receives
         slips = {"the rows are input channels and the columns output channels: the (out, in) axes of the weight "
                  "are swapped.": filter_grid(weight.transpose(0, 1)),
-                 "each k x k kernel is drawn transposed (its h and w axes swapped).": filter_grid(weight.transpose(2, 3)),
+                 "each k x k kernel is drawn transposed (its h and w axes swapped).":
+                     filter_grid(weight.transpose(2, 3)),
                  "the grid shows each filter scaled to [0, 1]: plot_filters draws the signed weights themselves, "
                  "the centred map shows their sign.": filter_grid(per_filter_scaled(weight))}
         fig = Figure()
@@ -295,7 +296,8 @@ def check_filter_tiles(filter_tiles: Callable[[torch.Tensor], Any]) -> str:
     if found is None:
         err = (answers[0] - variants["filter", False, False][0]).abs().max().item()
         raise Mistake(f"filter_tiles' tiles differ from the fixed version by up to {err:.3g}, and not in a way "
-                      "one of the known bugs explains.", "start again from filter_tiles_buggy; see hint('filter_tiles').")
+                      "one of the known bugs explains.",
+                      "start again from filter_tiles_buggy; see hint('filter_tiles').")
     scaling, in_major, transposed = found
     bugs += [TILE_BUGS[name] for name, left in [(scaling, scaling != "filter"), ("in_major", in_major),
                                                  ("transposed", transposed)] if left]
@@ -359,7 +361,8 @@ RF_SLIPS = {5: "that is the field of conv2's units: the pool's 2x2 window adds o
                "but one pixel.",
             8: "you added the kernel sizes: each layer adds k - 1 pixels (times the product of the strides "
                "before it), and the unit itself is 1.",
-            10: "the pool's stride was applied to the layers before it: a stride multiplies only what later layers add.",
+            10: "the pool's stride was applied to the layers before it: a stride multiplies only what later "
+                "layers add.",
             12: "you doubled the convolutions' field for the pool: a pool widens it by (k - 1) pixels, it does "
                 "not scale it."}
 
