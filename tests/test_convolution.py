@@ -204,6 +204,16 @@ def test_output_size_names_the_slip_of_the_first_wrong_case():
     assert "output_size(n=28, kernel_size=5, stride=2, padding=2) is 15, expected 14: rounded up" in result.message
 
 
+@pytest.mark.parametrize("answer, says", [
+    (lambda n, kernel_size, stride=1, padding=0: (n + 2 * padding - kernel_size) // (2 * stride - 1) + 1,
+     "right at stride 1, wrong at larger strides"),
+    (lambda n, kernel_size, stride=1, padding=0: (n + 2 * padding - kernel_size) // stride + 1 + 3 * padding,
+     "right without padding, wrong with padding"),
+])
+def test_output_size_diagnoses_what_the_wrong_cases_share(answer, says):
+    failed_with("output_size", answer, says)
+
+
 def test_the_last_hint_of_output_size_gives_the_formula():
     tiers = next(q for q in questions_for(NOTEBOOK) if q.id == "output_size").hints
     assert FORMULA in tiers[-1] and not any(FORMULA in t for t in tiers[:-1])
