@@ -411,9 +411,9 @@ def check_conv_parameters(conv_parameters: Any) -> str:
 
 
 @question("conv2d_backward", NOTEBOOK, points=2, kind="backward", hints=(
-    "Let L = (out * grad_out).sum(). Output pixel out[i, j] used the padded pixels x[i+u, j+v], each times "
-    "kernel[u, v]. So dL/dkernel[u, v] collects grad_out[i, j] * x[i+u, j+v] over every (i, j), and each "
-    "padded pixel collects grad_out[i, j] * kernel[u, v] from every output that used it.",
+    "Let L = (out * grad_out).sum() and write out[i, j] as its sum over the patch. Which terms of L contain "
+    "kernel[u, v]? Which contain one padded pixel x[a, b], and through which output pixels? Try it by hand "
+    "on a 3x3 image and a 2x2 kernel.",
     "The kernel gradient is itself a cross-correlation: of the padded image with grad_out as the kernel. The "
     "image gradient is a 'full' cross-correlation: of grad_out padded by k - 1 with the kernel turned by 180°; "
     "it is the gradient of the padded image, so drop its border of `padding` pixels.",
