@@ -30,7 +30,7 @@ def check_lines(nb: nbformat.NotebookNode) -> list[str]:
     """The lines printed by `check(...)` cells."""
     return [line for cell in nb.cells if cell.cell_type == "code" and "check(" in cell.source
             for out in cell.get("outputs", []) if out.get("name") == "stdout"
-            for line in out["text"].splitlines() if line[:1] in "✅❌⏳✍🟡"]
+            for line in out["text"].splitlines() if line and line[:1] in "✅❌⏳✍🟡"]
 
 
 def count_check_cells(nb: nbformat.NotebookNode) -> int:
@@ -55,7 +55,7 @@ def check_all_rows(nb: nbformat.NotebookNode) -> dict[str, str]:
     last = nb.cells[-1]
     assert last.cell_type == "code" and last.source.strip() == "check_all()", "end the sheet with check_all()"
     text = "".join(out.get("text", "") for out in last.outputs if out.get("name") == "stdout")
-    return {line.split()[2]: line.split()[1] for line in text.splitlines() if line[:1] in "✅❌⏳✍🟡"}
+    return {line.split()[2]: line.split()[1] for line in text.splitlines() if line and line[:1] in "✅❌⏳✍🟡"}
 
 
 def with_hint_cell(path: Path, qid: str, out: Path) -> Path:
