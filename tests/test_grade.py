@@ -1,7 +1,8 @@
 """The papermill grader on a hostile class: every way a hand-in can go wrong gets its own row.
 
-A tiny assignment (two functions, `add` and `square`, 1 + 2 points) keeps the notebooks light;
-its checks live in a .py file passed with --checks, like private exam checks. The corpus is
+A tiny assignment (two functions, `add` and `square`, 1 + 2 points; a `square` that returns floats
+earns 1 of its 2 points) keeps the notebooks light; its checks live in a .py file passed with
+--checks, like private exam checks. The corpus is
 graded once per session (--jobs 2) and each test reads its student's row.
 """
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import copy
 import csv
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +21,7 @@ import nbformat
 import pytest
 
 from course_utils.exercises import make_exercise
+from course_utils.grading.worker import is_check_cell
 
 ASSIGNMENT = "00_tiny"
 CHECKS = '''\
@@ -33,11 +36,14 @@ def check_add(add):
     return "add is right on 2 cases."
 
 
-@question("square", "00_tiny", points=2)
+@question("square", "00_tiny", points=2, hints=("Multiply x by itself.",))
 def check_square(square):
     for x in [0, 3, -2]:
         if square(x) != x * x:
             raise Mistake(f"square({x}) returned {square(x)!r}, expected {x * x}.")
+    if any(type(square(x)) is not int for x in [0, 3, -2]):
+        raise Mistake("square returns floats for ints.", "keep the int: no float(...) around it.",
+                      earned=1, credit="the right values")
     return "square is right on 3 cases."
 '''
 ADD, SQUARE = 4, 7          # indices of the two exercise cells in the solution notebook
@@ -95,6 +101,9 @@ def build_corpus(root: Path) -> dict:
         "correct": sol,
         "stub": exercise,
         "partial": with_cells(sol, {SQUARE: wrong_square}),
+        "partial_credit": with_cells(sol, {SQUARE: "def square(x):\n    return float(x * x)"}),
+        "check_cells": with_cells(sol, {5: 'check("add")', 8: "check_all()  # every question\ncheck('square');"},
+                                  insert={SQUARE: 'hint("square")\nhint("add");'}),
         "syntax_error": with_cells(sol, {ADD: "def add(a, b)\n    return a + b"}),
         "exception": with_cells(sol, {ADD: "def add(a, b):\n    raise ValueError('not today')"},
                                 insert={SQUARE: "1 / 0"}),
@@ -222,6 +231,39 @@ def test_correct_stub_and_partial(graded):
     assert points(partial) == (1, 0, 1)
     feedback = (graded["gradebook"].with_suffix("") / "partial" / "feedback.md").read_text()
     assert "square(3) returned 6, expected 9" in feedback
+
+
+def test_partial_credit_flows_into_the_gradebook_feedback_and_result(graded):
+    r = row(graded, "partial_credit")
+    assert points(r) == (1, 1, 2) and r["status"] == "ok"
+    folder = graded["gradebook"].with_suffix("") / "partial_credit"
+    assert json.loads((folder / "result.json").read_text())["questions"]["square"]["state"] == "part"
+    md = (folder / "feedback.md").read_text()
+    assert "| `square` | 🟡 PART | 1 / 2 | square returns floats for ints." in md
+    assert "Partial credit: 1 of 2 points for the right values." in md
+    assert '<tr class="part"><td><code>square</code></td><td>🟡 PART</td>' in (folder / "feedback.html").read_text()
+    stats = (graded["gradebook"].with_name("grades.stats.md")).read_text()
+    assert "square returns floats for ints." in stats
+
+
+@pytest.mark.parametrize("source", ['check("q1")', "check_all()", "hint('q1');", 'check("q1", answer)  # run me',
+                                    'check_all()\n# the table\nhint("q1")'])
+def test_check_check_all_and_hint_cells_are_feedback(source):
+    assert is_check_cell(source)
+
+
+@pytest.mark.parametrize("source", ["", "# nothing", "answer = check('q1')", "check('q1')\nx = 1", "rechecker()"])
+def test_cells_that_do_more_are_not_check_cells(source):
+    assert not is_check_cell(source)
+
+
+def test_check_check_all_and_hint_cells_in_a_hand_in_cost_nothing(graded):
+    r = row(graded, "check_cells")
+    assert points(r) == (1, 2, 3) and r["status"] == "ok", r["message"]
+    executed = nbformat.read(graded["gradebook"].with_suffix("") / "check_cells" / "check_cells.ipynb", as_version=4)
+    raw = [c.source for c in executed.cells if c.cell_type == "raw"]
+    assert {'check("add")', 'hint("square")\nhint("add");', "check_all()  # every question\ncheck('square');"} \
+        <= set(raw)
 
 
 @pytest.mark.parametrize("student, why", [
