@@ -11,8 +11,9 @@ so papermill, nbval and static viewers, which cannot run widgets, still show it 
 from __future__ import annotations
 
 import base64
-import io
 import math
+import struct
+import zlib
 
 import ipywidgets as widgets
 import numpy as np
@@ -23,7 +24,6 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 from matplotlib.transforms import offset_copy
-from PIL import Image, PngImagePlugin
 from torch import nn
 
 from .data import to_pixels
@@ -49,16 +49,25 @@ def panel_titles(layer: str, channel: int, weight_shape: tuple[int, ...], fmap_s
     digit_title = f"digit {digit}" + (f" (label {label})" if label is not None else "")
     kernels = f"{c_in} kernel{'s' if c_in > 1 else ''} {k_h}×{k_w}"
     return [digit_title, f"filter weights: {layer} channel {channel}, {kernels}",
-            f"feature map: {layer} channel {channel}, {fmap_shape[0]}×{fmap_shape[1]}"]
+            f"feature map: {fmap_shape[0]}×{fmap_shape[1]}"]
 
 
 def png_base64(rgba: np.ndarray, title: str) -> str:
-    """An (H, W, 4) uint8 canvas as base64 PNG text (the form notebooks store), `title` in its Title chunk."""
-    info = PngImagePlugin.PngInfo()
-    info.add_text("Title", title)
-    buffer = io.BytesIO()
-    Image.fromarray(rgba, "RGBA").save(buffer, format="png", pnginfo=info, compress_level=1)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    """An (H, W, 4) uint8 canvas as base64 PNG text (the form notebooks store), `title` in its Title chunk.
+
+    Written directly, rows unfiltered and zlib level 1: four times faster than Pillow's PNG encoder on
+    these mostly white figures, for a file of similar size (about 30 kB).
+    """
+    height, width, _ = rgba.shape
+    rows = np.concatenate([np.zeros((height, 1), np.uint8), rgba.reshape(height, -1)], axis=1)   # filter 0
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0))
+           + chunk(b"iTXt", b"Title\0\0\0\0\0" + title.encode())              # UTF-8 text, uncompressed
+           + chunk(b"IDAT", zlib.compress(rows.tobytes(), 1)) + chunk(b"IEND", b""))
+    return base64.b64encode(png).decode("ascii")
 
 
 class ExplorerFigure:
@@ -116,7 +125,7 @@ class ExplorerFigure:
         for artist in redraw:
             self.figure.draw_artist(artist)
             self._shown[artist] = self._content(artist)
-            self._extents[artist] = artist.get_window_extent(renderer).padded(2)
+            self._extents[artist] = artist.get_window_extent(renderer).padded(1)
         return png_base64(np.asarray(self.canvas.buffer_rgba()), " | ".join(titles))
 
     @staticmethod
@@ -134,7 +143,7 @@ class ExplorerFigure:
         renderer = self.canvas.get_renderer()
         redraw, boxes = set(changed), []
         while True:
-            boxes = [box for a in redraw for box in (self._extents[a], a.get_window_extent(renderer).padded(2))]
+            boxes = [box for a in redraw for box in (self._extents[a], a.get_window_extent(renderer).padded(1))]
             touched = {a for a in self._animated if a not in redraw
                        and any(self._extents[a].overlaps(box) for box in boxes)}
             if not touched:

@@ -45,8 +45,8 @@ def full_draw(view: ExplorerFigure) -> np.ndarray:
 def test_panel_titles_name_the_digit_the_filter_and_the_map():
     assert panel_titles("conv2", 5, (16, 8, 3, 3), (24, 24), 42, 7) == [
         "digit 42 (label 7)", "filter weights: conv2 channel 5, 8 kernels 3×3",
-        "feature map: conv2 channel 5, 24×24"]
-    assert panel_titles("conv1", 0, (8, 1, 5, 5), (28, 28), 3)[::2] == ["digit 3", "feature map: conv1 channel 0, 28×28"]
+        "feature map: 24×24"]
+    assert panel_titles("conv1", 0, (8, 1, 5, 5), (28, 28), 3)[::2] == ["digit 3", "feature map: 28×28"]
     assert panel_titles("conv1", 0, (8, 1, 5, 5), (28, 28), 3)[1].endswith("1 kernel 5×5")
 
 
