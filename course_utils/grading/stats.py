@@ -55,10 +55,12 @@ class QuestionStats:
 
     @property
     def students(self) -> int:
+        """Graded students."""
         return sum(self.states.values())
 
     @property
     def passed(self) -> int:
+        """Students with full points (state pass)."""
         return self.states["pass"]
 
     @property
@@ -68,10 +70,12 @@ class QuestionStats:
 
     @property
     def failed(self) -> int:
+        """Students who attempted it and earned nothing (state fail)."""
         return self.states["fail"]
 
     @property
     def not_attempted(self) -> int:
+        """Students who left it as the stub or None (state todo)."""
         return self.states["todo"]
 
     @property
