@@ -271,11 +271,11 @@ def test_right_answers_keep_their_points(checker, qid, tmp_path):
 @pytest.mark.parametrize("qid, attack, fools_grade", [
     ("softmax", softmax_zeros_patched, True),
     ("softmax", softmax_subclass, True),
-    ("sgd_step", sgd_step_replaces_reference, True),
+    ("sgd_step", sgd_step_replaces_reference, False),
     ("make_two_layer_cnn", make_lying_cnn, True),
     ("residual_block", LyingBlock, True),
-    ("output_size", output_size_liar, True),
-    ("output_size", output_size_replaces_reference, True),
+    ("output_size", output_size_liar, False),
+    ("output_size", output_size_replaces_reference, False),
     ("output_size", output_size_patches_builtins, True),
 ])
 def test_each_attack_scores_nothing(checker, qid, attack, fools_grade, tmp_path):
