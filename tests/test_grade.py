@@ -247,12 +247,14 @@ def test_partial_credit_flows_into_the_gradebook_feedback_and_result(graded):
 
 
 @pytest.mark.parametrize("source", ['check("q1")', "check_all()", "hint('q1');", 'check("q1", answer)  # run me',
+                                    'check("#1", answer)  # a hash in a string',
                                     'check_all()\n# the table\nhint("q1")'])
 def test_check_check_all_and_hint_cells_are_feedback(source):
     assert is_check_cell(source)
 
 
-@pytest.mark.parametrize("source", ["", "# nothing", "answer = check('q1')", "check('q1')\nx = 1", "rechecker()"])
+@pytest.mark.parametrize("source", ["", "# nothing", "answer = check('q1')", "check('q1')\nx = 1", "rechecker()",
+                                    "check('q1')  # and then\nimport os", "check('q1'", "check('#')\nadd = 0"])
 def test_cells_that_do_more_are_not_check_cells(source):
     assert not is_check_cell(source)
 

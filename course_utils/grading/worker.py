@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+import tokenize
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -148,9 +150,23 @@ class Run:
         self.incidents.append((kind, text))
 
 
+def _without_comments(source: str) -> list[str] | None:
+    """The cell's lines with their comments cut off (None if the cell does not tokenize)."""
+    lines = source.splitlines()
+    try:
+        comments = [t.start for t in tokenize.generate_tokens(io.StringIO(source).readline)
+                    if t.type == tokenize.COMMENT]
+    except (tokenize.TokenError, SyntaxError):
+        return None
+    for row, col in comments:
+        lines[row - 1] = lines[row - 1][:col]
+    return lines
+
+
 def is_check_cell(source: str) -> bool:
-    """Whether a cell holds nothing but `check(...)`, `check_all()` or `hint(...)` calls (and comments): feedback, not answers."""
-    lines = [line.strip() for line in source.splitlines() if line.strip() and not line.strip().startswith("#")]
+    """Whether a cell holds nothing but `check(...)`, `check_all()` or `hint(...)` calls (and comments):
+    feedback, not answers."""
+    lines = [line.strip() for line in _without_comments(source) or [] if line.strip()]
     return bool(lines) and all(CHECK_CALL.fullmatch(line) for line in lines)
 
 
