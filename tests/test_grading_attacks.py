@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def solution_answer(qid: str):
     """The answer to question `qid` as its solution notebook defines it (or None): the notebook's
-    imports, functions and classes, executed in order (nothing that trains or loads data)."""
+    imports, functions, classes and assignments that call nothing (predictions, choices), executed in
+    order (nothing that trains or loads data)."""
     q = load_all()[qid]
     path = ROOT / "solutions" / f"{q.notebook}.ipynb"
     if not path.is_file():
@@ -50,7 +51,8 @@ def solution_answer(qid: str):
         except SyntaxError:                    # IPython magics
             continue
         for node in tree.body:
-            if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)):
+            plain_value = isinstance(node, ast.Assign) and not any(isinstance(n, ast.Call) for n in ast.walk(node))
+            if plain_value or isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)):
                 try:
                     exec(compile(ast.Module([node], type_ignores=[]), str(path), "exec"), namespace)
                 except Exception:
