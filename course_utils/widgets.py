@@ -5,15 +5,14 @@ beside it): three titled panels show the digit, that channel's filter weights (o
 channel, tiled near-square) and the feature map it produces, the last two with a colour bar centred at
 zero. To redraw fast, the figure is drawn in full only when a new layer changes the panels' shapes;
 otherwise the images, titles and colour-bar ends are drawn over a saved background (matplotlib blitting)
-and the canvas is encoded to PNG directly. The displayed widget also carries a PNG of its current figure,
+and the canvas is encoded by Pillow at its fastest compression level. The displayed widget also carries a PNG of its current figure,
 so papermill, nbval and static viewers, which cannot run widgets, still show it for the initial values.
 """
 from __future__ import annotations
 
 import base64
+import io
 import math
-import struct
-import zlib
 
 import ipywidgets as widgets
 import numpy as np
@@ -24,6 +23,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 from matplotlib.transforms import offset_copy
+from PIL import Image, PngImagePlugin
 from torch import nn
 
 from .data import to_pixels
@@ -53,21 +53,12 @@ def panel_titles(layer: str, channel: int, weight_shape: tuple[int, ...], fmap_s
 
 
 def png_base64(rgba: np.ndarray, title: str) -> str:
-    """An (H, W, 4) uint8 canvas as base64 PNG text (the form notebooks store), `title` in its Title chunk.
-
-    Written directly, rows unfiltered and zlib level 1: about five times faster than Pillow's encoder on
-    these mostly white figures, for a file of similar size (about 30 kB).
-    """
-    height, width, _ = rgba.shape
-    rows = np.concatenate([np.zeros((height, 1), np.uint8), rgba.reshape(height, -1)], axis=1)   # filter 0
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0))
-           + chunk(b"iTXt", b"Title\0\0\0\0\0" + title.encode())              # UTF-8 text, uncompressed
-           + chunk(b"IDAT", zlib.compress(rows.tobytes(), 1)) + chunk(b"IEND", b""))
-    return base64.b64encode(png).decode("ascii")
+    """An (H, W, 4) uint8 canvas as base64 PNG text (the form notebooks store), `title` in its Title chunk."""
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("Title", title)
+    buffer = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buffer, "PNG", compress_level=1, pnginfo=info)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 class ExplorerFigure:

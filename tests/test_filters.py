@@ -171,10 +171,10 @@ def test_explorer_updates_its_figure_and_follows_the_model(data):
     assert list(explorer.layer_menu.options) == ["layer1.0", "layer2.0"] and explorer.channel_slider.max == 15
     explorer.layer_menu.value = "layer2.0"
     assert explorer.channel_slider.max == 31
-    assert "layer2.0 filter 0" in explorer.caption.value and "16 input channels" in explorer.caption.value
+    assert explorer.panel_titles[1] == "filter weights: layer2.0 channel 0, 16 kernels 5×5"
     bundle = explorer._repr_mimebundle_()
     assert bundle["image/png"] == explorer.output.outputs[0]["data"]["image/png"]
-    assert "application/vnd.jupyter.widget-view+json" in bundle and explorer.caption.value in bundle["text/html"]
+    assert "application/vnd.jupyter.widget-view+json" in bundle and bundle["image/png"] in bundle["text/html"]
     with pytest.raises(ValueError, match="N, 1, 28, 28"):
         FilterExplorer({"two": TwoLayerCNN()}, data.X_test[0], data.y_test)
 
