@@ -205,7 +205,8 @@ def _run_grader(q: Question, answer: Any) -> CheckResult:
                     "with your code.", attempted=False)
     except Mistake as m:
         earned = min(max(float(m.earned), 0.0), q.max_points) if m.earned else 0.0
-        credit = f"\n   Partial credit: {earned:g} of {q.max_points:g} points for {m.credit}." if earned else ""
+        credit = f"\n   Partial credit: {earned:g} of {q.max_points:g} points" + (f" for {m.credit}." if m.credit else ".")
+        credit = credit if earned else ""
         return fail(m.message + (f"\n   Hint: {m.hint}" if m.hint else "") + credit, points=earned)
     except (Exception, SystemExit) as err:
         where = getattr(err, "student_where", None)       # set on errors replayed by the grader
