@@ -14,7 +14,7 @@ from torch import nn
 from ..kernels import output_size as output_size_reference
 from . import Mistake, question, written_question
 from .conv_backward import CONV_BUILTINS, check_conv2d_backward, check_same_conv
-from .tools import Watch, as_tensor, expect_choice, expect_count, expect_shape, forbid, source_of
+from .tools import Watch, as_tensor, expect_choice, expect_count, expect_shape, forbid, is_integer, source_of
 
 NOTEBOOK = "01_convolution_kernels"
 # (image height, width, kernel side, stride, padding, dtype): strides that do not divide evenly,
@@ -39,13 +39,6 @@ def _size_slips(n: int, k: int, s: int, p: int) -> list[tuple[Any, str]]:
         ((n + p - k) // s + 1, "padding counted on one side only: padding adds p pixels on each side."),
         (n + 2 * p - k + 1, "stride ignored: the answer is right only where stride is 1."),
     ]
-
-
-def _is_whole(value: Any) -> bool:
-    """Whether `value` is an integer type (int, NumPy integer, one-element integer tensor), not a bool."""
-    if isinstance(value, torch.Tensor):
-        return value.numel() == 1 and not value.is_floating_point() and value.dtype != torch.bool
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def _count_mistake(value: Any, want: int, call: str) -> Mistake | None:
@@ -74,7 +67,7 @@ def check_output_size(output_size: Callable[..., int]) -> str:
         return (f"output_size returns the right int on {len(SIZE_CASES)} cases, also where the stride does not "
                 "divide n + 2p - k, e.g. n=15, k=4, stride 2, padding 0 -> 6.")
     mistake, got = mistakes[first], answers[first]
-    if not _is_whole(got):
+    if not is_integer(got):
         raise mistake                                     # a float or another type: expect_count says so
     slips = [(size, what) for size, what in _size_slips(*SIZE_CASES[first]) if got == size]
     explained = lambda what: sum(answers[i] == size for i, case in enumerate(SIZE_CASES)

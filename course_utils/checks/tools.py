@@ -110,14 +110,20 @@ def forbid(used: str, name: str, instead: str) -> None:
                       "so a function that wraps it does not count.", instead)
 
 
+def is_integer(value: Any) -> bool:
+    """Whether `value` is an integer type (int, NumPy integer, one-element integer tensor), not a bool."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() == 1 and not value.is_floating_point() and value.dtype != torch.bool
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def expect_count(value: Any, expected: int, what: str, hint: str = "") -> int:
     """`value` as an int equal to `expected`; a float (even 4.0) is a Mistake, since a count is whole."""
-    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point():
-        value = int(value.item())
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+    if not is_integer(value):
         kind = type(value).__name__
         raise Mistake(f"{what} is a {kind} ({value!r:.40}): a count is a whole number (int).",
                       hint or "use floor division // (it rounds down) and int(), not / (it gives a float).")
+    value = int(value.item()) if isinstance(value, torch.Tensor) else value
     if int(value) != expected:
         raise Mistake(f"{what} is {int(value)}, expected {expected}.", hint)
     return int(value)
