@@ -26,7 +26,7 @@ import pkgutil
 import sysconfig
 import traceback
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -205,8 +205,8 @@ def _run_grader(q: Question, answer: Any) -> CheckResult:
                     "with your code.", attempted=False)
     except Mistake as m:
         earned = min(max(float(m.earned), 0.0), q.max_points) if m.earned else 0.0
-        credit = f"\n   Partial credit: {earned:g} of {q.max_points:g} points" + (f" for {m.credit}." if m.credit else ".")
-        credit = credit if earned else ""
+        reason = f" for {m.credit}." if m.credit else "."
+        credit = f"\n   Partial credit: {earned:g} of {q.max_points:g} points{reason}" if earned else ""
         return fail(m.message + (f"\n   Hint: {m.hint}" if m.hint else "") + credit, points=earned)
     except (Exception, SystemExit) as err:
         where = getattr(err, "student_where", None)       # set on errors replayed by the grader
@@ -230,8 +230,7 @@ def grade(qid: str, answer: Any) -> CheckResult:
         warnings.simplefilter("always")
         result = _run_grader(q, answer)
     note = _warnings_note(caught) if result.attempted else ""
-    return CheckResult(result.question, result.passed, result.points, result.max_points, result.message + note,
-                       result.attempted) if note else result
+    return replace(result, message=result.message + note) if note else result
 
 
 def _show(result: CheckResult) -> None:
