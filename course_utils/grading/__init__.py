@@ -5,6 +5,7 @@ network and audit hook around student code), `processes` (ending everything a su
 started), `worker` (one student: run the notebook, then the checks), `checker` (the checks, in a
 process the student's kernel never touched), `replay` and `state` (the trust boundary: student
 code runs in a child that records each call as plain data; the checker judges the recording and
-never runs student code), `warmup` (torch's first-use costs paid once in the fork server), `guard` (course files restored if a submission changes them),
+never runs student code), `warmup` (torch's first-use costs paid once in the fork server), `kernel` (the
+student's kernel forked from the warm worker, not started cold), `guard` (course files restored if a submission changes them),
 `feedback` (the per-student report).
 """

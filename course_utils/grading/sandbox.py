@@ -146,13 +146,17 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) < 2:
         raise SystemExit(__doc__)
-    limits = Limits.load(argv[0])
+    run_module(Limits.load(argv[0]), argv[1:])
+
+
+def run_module(limits: Limits, argv: list[str]) -> None:
+    """Under `limits`, run module argv[0] as `__main__` with argv[1:] as its arguments."""
     if limits.user and "-f" in argv:                 # the kernel's connection file, written by the worker
         entry = pwd.getpwnam(limits.user)
         os.chown(argv[argv.index("-f") + 1], entry.pw_uid, entry.pw_gid)
     enter(limits)
-    sys.argv = [argv[1], *argv[2:]]
-    runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+    sys.argv = list(argv)
+    runpy.run_module(argv[0], run_name="__main__", alter_sys=True)
 
 
 if __name__ == "__main__":

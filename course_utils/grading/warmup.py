@@ -1,15 +1,20 @@
 """Imported by the grader's fork server: pays torch's first-use costs once, before any fork.
 
-Every worker, checker and recording child is forked from the fork server, so each starts with
-torch's lazy imports done and its kernels initialised, instead of paying about a second of CPU
-per process. It runs single-threaded: a process that forks must not have started OpenMP threads.
+Every worker, checker, recording child and student kernel (`kernel`) is forked from the fork
+server, so each starts with torch's lazy imports done and its kernels initialised, and the
+kernel also with IPython and the torchvision that reads MNIST imported, instead of paying
+seconds of CPU per process. It runs single-threaded: a process that forks must not have started
+OpenMP threads.
 """
 from __future__ import annotations
 
 import io
 
+import cloudpickle  # noqa: F401  (the kernel's export cell)
+import ipykernel.kernelapp  # noqa: F401
 import torch
 import torch.nn.functional as F
+import torchvision.datasets.mnist  # noqa: F401  (course_utils.data reads MNIST with it)
 
 
 def warm_up() -> None:

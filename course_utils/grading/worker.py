@@ -2,8 +2,8 @@
 
 1. Read the submission (only read: what runs is a prepared copy) and check it is this assignment.
 2. Fork the checker (it holds the checks, imported before any student code ran).
-3. Execute the notebook with papermill (`smoke=True` injected) in a sandboxed kernel, in a fresh
-   working directory, with a per-cell limit and errors allowed. The student's `check(...)` cells
+3. Execute the notebook with papermill (`smoke=True` injected) in a sandboxed kernel (forked from
+   this warm process: `kernel`), in a fresh working directory, with a per-cell limit and errors allowed. The student's `check(...)` cells
    are left out (the grader checks instead). A cell that hangs or kills the kernel is skipped
    and the notebook run again, so it costs only itself.
 4. The grader's cell, appended at the end, hands each answer (cloudpickled by value) to the
@@ -44,7 +44,7 @@ from traitlets.config import Config
 
 from course_utils.checks import QUESTIONS
 
-from . import processes
+from . import kernel, processes
 from .checker import Checker, import_checks
 from .sandbox import Limits, command
 from .submissions import InvalidSubmission, check_assignment, read_notebook
@@ -231,6 +231,7 @@ def execute(job: Job, nb: nbformat.NotebookNode, work: Path, answers: Path, exec
         nbformat.write(prepare(nb, run.skipped, names, answers), source)
         limit = min(job.cell_timeout, max(1.0, deadline - time.monotonic()))
         failure = None
+        kernel.prepare_spare()
         try:
             papermill.execute_notebook(
                 str(source), str(executed), parameters=job.parameters, engine_name=ENGINE,
@@ -246,6 +247,8 @@ def execute(job: Job, nb: nbformat.NotebookNode, work: Path, answers: Path, exec
             failure = ("killed", "ended the kernel (a crash, os._exit, exit() or the memory limit)")
         except Exception as err:
             failure = ("error", f"could not be executed ({type(err).__name__}: {str(err)[:150]})")
+        finally:
+            kernel.discard_spare()
         if time.monotonic() >= deadline:
             run.note("timeout", f"the notebook ran past its {job.notebook_timeout:g} s limit")
             break
@@ -316,7 +319,9 @@ def _grade_notebook(job: Job, nb: nbformat.NotebookNode, env_dir: Path, executed
     spec = env_dir / "kernels" / KERNEL
     spec.mkdir(parents=True)
     argv = command(env_dir / "limits.json", "ipykernel_launcher", "-f", "{connection_file}")
-    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "grader", "language": "python"}))
+    provisioner = {"kernel_provisioner": {"provisioner_name": kernel.PROVISIONER, "config": {}}}
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "grader", "language": "python",
+                                                  "metadata": provisioner}))
     os.environ.update(JUPYTER_PATH=str(env_dir), JUPYTER_RUNTIME_DIR=str(runtime))
     import_checks(job.checks)
     questions = [QUESTIONS[q["id"]] for q in job.questions]
