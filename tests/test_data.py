@@ -7,7 +7,7 @@ import torchvision
 
 from course_utils import data as data_module
 from course_utils.data import (MEAN, RAW_MD5, STD, CorruptMNISTError, MNISTFallbackWarning,
-                               find_raw_dir, load_mnist, to_pixels)
+                               find_raw_dir, load_mnist, normalize, to_pixels)
 
 
 @pytest.fixture
@@ -40,6 +40,17 @@ def test_full_mnist_is_normalised(mnist):
         assert mnist.X_train.std().item() == pytest.approx(1.0, abs=1e-3)
     pixels = to_pixels(mnist.X_test[:100])
     assert pixels.min() >= 0 and pixels.max() <= 1 and pixels.max() > 0.99
+
+
+def test_normalize_is_the_formula_for_every_pixel_value_and_leaves_its_input_alone():
+    pixels = torch.arange(256, dtype=torch.uint8).reshape(1, 16, 16)
+    as_floats = pixels.float()
+    for images in (pixels, as_floats, as_floats.double()):
+        before = images.clone()
+        out = normalize(images)
+        assert out.shape == (1, 1, 16, 16) and out.dtype == torch.float32
+        assert torch.equal(out, ((before.float() / 255.0 - MEAN) / STD).unsqueeze(1))   # bit for bit
+        assert torch.equal(images, before)
 
 
 def test_subset_and_to_keep_pairs_aligned(mnist):

@@ -25,12 +25,24 @@ from course_utils.grading.worker import is_check_cell
 
 ASSIGNMENT = "00_tiny"
 CHECKS = '''\
+import functools
+import os
+from pathlib import Path
+
 from course_utils.checks import Mistake, question
 
 
-@question("add", "00_tiny")
+@functools.cache
+def add_cases():
+    """The cases, loaded like a check's data; each load leaves its process and parent ids in evidence/."""
+    with open(Path(__file__).parent.parent / "evidence" / "prepare.pids", "a") as f:
+        f.write(f"{os.getpid()} {os.getppid()}\\n")
+    return [(1, 2), (3, -4)]
+
+
+@question("add", "00_tiny", prepare=add_cases)
 def check_add(add):
-    for a, b in [(1, 2), (3, -4)]:
+    for a, b in add_cases():
         if add(a, b) != a + b:
             raise Mistake(f"add({a}, {b}) returned {add(a, b)!r}, expected {a + b}.")
     return "add is right on 2 cases."
@@ -231,6 +243,13 @@ def test_correct_stub_and_partial(graded):
     assert points(partial) == (1, 0, 1)
     feedback = (graded["gradebook"].with_suffix("") / "partial" / "feedback.md").read_text()
     assert "square(3) returned 6, expected 9" in feedback
+
+
+def test_a_checks_data_is_loaded_once_per_grading_process(graded):
+    loads = [line.split() for line in (graded["evidence"] / "prepare.pids").read_text().splitlines()]
+    loaded = {pid for pid, _ in loads}
+    assert loads and len(loaded) == len(loads)
+    assert not any(parent in loaded for _, parent in loads)     # the child recording an answer inherits them
 
 
 def test_partial_credit_flows_into_the_gradebook_feedback_and_result(graded):

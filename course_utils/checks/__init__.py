@@ -54,7 +54,8 @@ class Mistake(Exception):
 
 @dataclass(frozen=True)
 class Question:
-    """A registered question: its notebook, points, the notebook name of the answer, its grader, its hints."""
+    """A registered question: its notebook, points, the notebook name of the answer, its grader, its
+    hints, and `prepare`: what the grader loads (data), called once by the grading process before it grades."""
 
     id: str
     notebook: str
@@ -63,6 +64,7 @@ class Question:
     grader: Callable[[Any], str]
     hints: tuple[str, ...] = ()
     kind: str = "implement"
+    prepare: Callable[[], object] | None = None
 
 
 @dataclass(frozen=True)
@@ -109,17 +111,19 @@ _HINTS_SHOWN: dict[str, int] = {}
 
 
 def question(qid: str, notebook: str, answer_name: str | None = None, points: float = 1.0,
-             hints: tuple[str, ...] = (), kind: str = "implement") -> Callable[[Callable[[Any], str]], Callable[[Any], str]]:
+             hints: tuple[str, ...] = (), kind: str = "implement",
+             prepare: Callable[[], object] | None = None) -> Callable[[Callable[[Any], str]], Callable[[Any], str]]:
     """Register the decorated grader as question `qid` of `notebook` (answer defined as `answer_name`).
 
     `hints` are shown one per `hint(qid)` call: where to look first, the formula or the fix last.
-    `kind` is one of KINDS.
+    `kind` is one of KINDS. `prepare` (a cached loader the grader calls) lets the grading process
+    load it once for every recording of the answer.
     """
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r} of {qid!r} is not one of {', '.join(KINDS)}")
 
     def register(grader: Callable[[Any], str]) -> Callable[[Any], str]:
-        QUESTIONS[qid] = Question(qid, notebook, answer_name or qid, points, grader, tuple(hints), kind)
+        QUESTIONS[qid] = Question(qid, notebook, answer_name or qid, points, grader, tuple(hints), kind, prepare)
         return grader
     return register
 

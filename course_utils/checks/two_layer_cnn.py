@@ -462,7 +462,7 @@ def _measured_accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> fl
     "The lecture's recipe (Adadelta 1.0, StepLR 0.7, batch 512) levels off near 98.5 % on 50,000 images: its rate "
     "decays too fast. TwoLayerCNN with Adam (lr 1e-3, batch 128) reaches about 98.8 % after 8 to 10 epochs, at about "
     "10 s per epoch on two CPU cores.",
-), kind="challenge")
+), kind="challenge", prepare=_validation_split)
 def check_challenge(entry) -> str:
     model, claimed, seconds, smoke = _challenge_fields(entry)
     rules = SMOKE_CHALLENGE if smoke else CHALLENGE

@@ -153,6 +153,15 @@ def _missing_message(question: Question, answers: Path) -> str:
     return f"`{name}` is not defined at the end of your notebook{hint}"
 
 
+def _prepare(question: Question) -> None:
+    """Load what the question's grader needs once, here, so that each recording child inherits it."""
+    if question.prepare is not None:
+        try:
+            question.prepare()
+        except Exception:                   # the grader meets the same failure and reports it
+            pass
+
+
 class Checker:
     """A forked, sandboxed grading process that waits until `results()` hands it the answers."""
 
@@ -169,6 +178,8 @@ class Checker:
                 os.chdir(work)
                 torch.set_num_threads(1)
                 enter(limits)
+                for question in questions:
+                    _prepare(question)
                 os.read(go_r, 1)
                 results = {q.id: grade_one(q, answers, timeout, threads) for q in questions}
                 _write_all(res_w, json.dumps(results).encode())
