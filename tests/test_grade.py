@@ -133,6 +133,9 @@ def build_corpus(root: Path) -> dict:
             "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=True)\n"
             "os.system('sleep 600 & echo $! > pid2')\n"
             f"open({str(evidence / 'background.pids')!r}, 'w').write(f'{{p.pid}} {{open(\"pid2\").read()}}')")}),
+        "lists_modules": with_cells(sol, {}, insert={SQUARE: (
+            "import json, sys\n"
+            f"open({str(evidence / 'kernel_modules.json')!r}, 'w').write(json.dumps(sorted(sys.modules)))")}),
         "deleted_cells": with_cells(sol, {}, delete=(5, 6, 7, 8)),
         "reordered_split_renamed": with_cells(sol, {
             ADD: "def _plus(a, b):\n    return a + b",
@@ -243,6 +246,12 @@ def test_correct_stub_and_partial(graded):
     assert points(partial) == (1, 0, 1)
     feedback = (graded["gradebook"].with_suffix("") / "partial" / "feedback.md").read_text()
     assert "square(3) returned 6, expected 9" in feedback
+
+
+def test_the_kernel_never_holds_the_instructors_checks(graded):
+    assert points(row(graded, "lists_modules")) == (1, 2, 3)
+    modules = json.loads((graded["evidence"] / "kernel_modules.json").read_text())
+    assert "json" in modules and not [m for m in modules if "tiny_checks" in m]
 
 
 def test_a_checks_data_is_loaded_once_per_grading_process(graded):

@@ -231,7 +231,6 @@ def execute(job: Job, nb: nbformat.NotebookNode, work: Path, answers: Path, exec
         nbformat.write(prepare(nb, run.skipped, names, answers), source)
         limit = min(job.cell_timeout, max(1.0, deadline - time.monotonic()))
         failure = None
-        kernel.prepare_spare()
         try:
             papermill.execute_notebook(
                 str(source), str(executed), parameters=job.parameters, engine_name=ENGINE,
@@ -247,8 +246,6 @@ def execute(job: Job, nb: nbformat.NotebookNode, work: Path, answers: Path, exec
             failure = ("killed", "ended the kernel (a crash, os._exit, exit() or the memory limit)")
         except Exception as err:
             failure = ("error", f"could not be executed ({type(err).__name__}: {str(err)[:150]})")
-        finally:
-            kernel.discard_spare()
         if time.monotonic() >= deadline:
             run.note("timeout", f"the notebook ran past its {job.notebook_timeout:g} s limit")
             break
@@ -261,6 +258,7 @@ def execute(job: Job, nb: nbformat.NotebookNode, work: Path, answers: Path, exec
             break
         run.skipped[index] = failure[1]
         run.note(failure[0], f"cell {index + 1} {failure[1]}; it was skipped and the rest graded")
+    kernel.discard_spare()
     run.reached_grader = (answers / "manifest.json").is_file()
     for text in _cell_errors(executed):
         run.note("error", text)
@@ -323,6 +321,7 @@ def _grade_notebook(job: Job, nb: nbformat.NotebookNode, env_dir: Path, executed
     (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "grader", "language": "python",
                                                   "metadata": provisioner}))
     os.environ.update(JUPYTER_PATH=str(env_dir), JUPYTER_RUNTIME_DIR=str(runtime))
+    kernel.prepare_spare()          # before --checks modules are imported: the kernel never holds them
     import_checks(job.checks)
     questions = [QUESTIONS[q["id"]] for q in job.questions]
     threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
