@@ -1,5 +1,6 @@
 """Notebook 01: the conv2d references, classic kernels, receptive fields, the explorer, and every check."""
 import ast
+import itertools
 import math
 from pathlib import Path
 
@@ -289,6 +290,22 @@ def conv_python_lists(image, kernel, stride=1, padding=0):
     return out
 
 
+def conv_numpy_map(image, kernel, stride=1, padding=0):
+    """A loop over pixels without a Python line in it: map drives np.dot over every window."""
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(image.numpy(), padding), kernel.shape)[::stride, ::stride]
+    flat = windows.reshape(-1, kernel.numel())
+    dots = map(np.dot, flat, itertools.repeat(kernel.numpy().ravel()))
+    return np.fromiter(dots, dtype=flat.dtype, count=len(flat)).reshape(windows.shape[:2])
+
+
+def conv_torch_map(image, kernel, stride=1, padding=0):
+    """The same in torch: map drives torch.dot over the unfolded patches."""
+    x, k = F.pad(image, (padding,) * 4), kernel.shape[0]
+    out_h, out_w = (x.shape[0] - k) // stride + 1, (x.shape[1] - k) // stride + 1
+    patches = F.unfold(x[None, None], k, stride=stride)[0].T
+    return torch.stack(list(map(torch.dot, patches, itertools.repeat(kernel.reshape(-1))))).reshape(out_h, out_w)
+
+
 def conv_rows_unfold(image, kernel, stride=1, padding=0):
     """Vectorised within a row, but a Python loop over the output rows."""
     k, x = kernel.shape[0], F.pad(image, (padding,) * 4)
@@ -303,13 +320,15 @@ def test_conv2d_checks_accept_vectorised_versions_in_torch_and_numpy(qid, answer
     assert result.passed, result.message
 
 
-@pytest.mark.parametrize("answer", [kernels.conv2d_loops, conv_numpy_float32, conv_python_lists])
+@pytest.mark.parametrize("answer", [kernels.conv2d_loops, conv_numpy_float32, conv_python_lists, conv_numpy_map,
+                                    conv_torch_map])
 def test_conv2d_loops_accepts_loops_in_torch_numpy_or_plain_python(answer):
     result = grade("conv2d_loops", answer)
     assert result.passed, result.message
 
 
-@pytest.mark.parametrize("answer", [kernels.conv2d_loops, conv_numpy_float32, conv_python_lists])
+@pytest.mark.parametrize("answer", [kernels.conv2d_loops, conv_numpy_float32, conv_python_lists, conv_numpy_map,
+                                    conv_torch_map])
 def test_conv2d_fast_rejects_a_loop_over_pixels_in_any_library(answer):
     failed_with("conv2d_fast", answer, "still works one output pixel at a time")
 

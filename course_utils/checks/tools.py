@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 from typing import Any, Callable, Iterable
 
@@ -10,6 +11,8 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from . import Mistake, _is_student_file
+
+_NUMPY = os.path.dirname(np.__file__) + os.sep
 
 
 def as_tensor(value: Any, what: str) -> torch.Tensor:
@@ -61,12 +64,15 @@ def source_of(answer: Any) -> str:
 
 
 class Watch(TorchFunctionMode):
-    """While active: count torch calls, name the forbidden torch functions used, count the student's lines run.
+    """While active: count torch and NumPy calls, name the forbidden torch functions used, count the
+    student's lines run.
 
     `forbidden` maps a torch function (e.g. `torch.softmax`, `F.cross_entropy`, `torch.Tensor.backward`)
     to the name shown; wrappers are caught too, since the call reaches torch whatever wraps it. `lines`
     counts Python lines executed in the student's own files: a loop over pixels, in torch, NumPy or
     plain Python, runs a number of lines that grows with the input, a vectorised answer does not.
+    `calls` counts torch functions and NumPy functions (each enters NumPy's Python dispatcher), so a
+    loop with no Python line of its own, `np.fromiter(map(np.dot, ...))`, still grows it.
     Its counts are plain attributes, so the grader's record-and-replay carries them.
     """
 
@@ -83,9 +89,13 @@ class Watch(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
     def _trace(self, frame, event, arg):
-        """The global tracer: trace line events only in the student's own frames."""
-        if event == "call" and _is_student_file(frame.f_code.co_filename):
-            return self._count_line
+        """The global tracer: count NumPy's frames; trace line events only in the student's own frames."""
+        if event == "call":
+            filename = frame.f_code.co_filename
+            if filename.startswith(_NUMPY):
+                self.calls += 1
+            elif _is_student_file(filename):
+                return self._count_line
         return None
 
     def _count_line(self, frame, event, arg):
