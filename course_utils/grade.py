@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from . import checks
 from .checks import questions_for
-from .grading import feedback, instructor, processes, shards, written
+from .grading import feedback, instructor, kernel, processes, shards, written
 from .grading.checker import import_checks
 from .grading.guard import Guard
 from .grading.sandbox import Limits
@@ -374,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return 2
+    if not kernel.registered():
+        print(f"warning: {kernel.NOT_REGISTERED}", file=sys.stderr)
     import_checks(args.checks)
     questions = [{"id": q.id, "answer_name": q.answer_name, "max_points": q.max_points}
                  for q in questions_for(args.assignment)]

@@ -116,3 +116,18 @@ def test_a_forked_kernel_reports_its_exit_code_like_popen(tmp_path):
     process = kernel.Spare().launch(cmd, dict(os.environ), str(tmp_path))
     assert process.wait() == 2 and process.poll() == 2        # json.tool: "can't open ... missing.json"
     process.kill()                                            # already ended: nothing to signal, no error
+
+
+def test_an_install_without_the_provisioner_grades_with_fresh_kernels_and_says_how_to_fix_it(monkeypatch, tmp_path,
+                                                                                            capsys):
+    from course_utils import grade
+
+    assert kernel.registered()                           # this install has it
+    assert kernel.kernel_spec(["python"])["metadata"]["kernel_provisioner"]["provisioner_name"] == kernel.PROVISIONER
+    monkeypatch.setattr(kernel, "registered", lambda: False)
+    assert "metadata" not in kernel.kernel_spec(["python"])       # jupyter_client's own provisioner
+    kernel.prepare_spare()
+    assert kernel._spare is None
+    assert grade.main([str(tmp_path / "no-such-folder"), "--assignment", "01_convolution_kernels",
+                       "--out", str(tmp_path / "book.csv")]) == 2
+    assert "run `pip install -e .`" in capsys.readouterr().err

@@ -317,9 +317,7 @@ def _grade_notebook(job: Job, nb: nbformat.NotebookNode, env_dir: Path, executed
     spec = env_dir / "kernels" / KERNEL
     spec.mkdir(parents=True)
     argv = command(env_dir / "limits.json", "ipykernel_launcher", "-f", "{connection_file}")
-    provisioner = {"kernel_provisioner": {"provisioner_name": kernel.PROVISIONER, "config": {}}}
-    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "grader", "language": "python",
-                                                  "metadata": provisioner}))
+    (spec / "kernel.json").write_text(json.dumps(kernel.kernel_spec(argv)))
     os.environ.update(JUPYTER_PATH=str(env_dir), JUPYTER_RUNTIME_DIR=str(runtime))
     kernel.prepare_spare()          # before --checks modules are imported: the kernel never holds them
     import_checks(job.checks)
