@@ -82,7 +82,7 @@ class ForkedKernel:
         return self._reap(os.WNOHANG)
 
     def wait(self, timeout: float | None = None) -> int:
-        """Block until the kernel has ended; return its exit code."""
+        """Block until the kernel has ended (jupyter_client calls it once poll() says so); return its exit code."""
         return self._reap(0)
 
     def send_signal(self, signum: int) -> None:
@@ -91,9 +91,11 @@ class ForkedKernel:
             os.kill(self.pid, signum)
 
     def terminate(self) -> None:
+        """SIGTERM, as Popen.terminate."""
         self.send_signal(signal.SIGTERM)
 
     def kill(self) -> None:
+        """SIGKILL, as Popen.kill."""
         self.send_signal(signal.SIGKILL)
 
 
