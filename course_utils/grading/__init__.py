@@ -5,7 +5,11 @@ network and audit hook around student code), `processes` (ending everything a su
 started), `worker` (one student: run the notebook, then the checks), `checker` (the checks, in a
 process the student's kernel never touched), `replay` and `state` (the trust boundary: student
 code runs in a child that records each call as plain data; the checker judges the recording and
-never runs student code), `warmup` (torch's first-use costs paid once in the fork server), `kernel` (the
-student's kernel forked from the warm worker, not started cold), `guard` (course files restored if a submission changes them),
-`feedback` (the per-student report).
+never runs student code), `warmup` (torch's first-use costs paid once in the fork server),
+`kernel` (the student's kernel forked from the warm worker, not started cold), `guard` (course
+files restored if a submission changes them), `feedback` (the per-student report). After grading
+(`instructor`): `stats` (item analysis), `exports` (Gradescope, Canvas, HTML feedback), `late`
+(late policy), `written` (written answers to read and score), `similarity` (near-identical answer
+pairs), `shards` (one slice of the class per machine, and merging), `tables` (reading the gradebook
+and results back). `deploy/` holds the container, Kubernetes, Slurm and Gradescope recipes.
 """
