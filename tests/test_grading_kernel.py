@@ -34,10 +34,8 @@ def grader_kernel(tmp_path, monkeypatch):
     limits.save(tmp_path / "limits.json")
     spec = tmp_path / "kernels" / "probe"
     spec.mkdir(parents=True)
-    provisioner = {"kernel_provisioner": {"provisioner_name": kernel.PROVISIONER, "config": {}}}
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": command(tmp_path / "limits.json", "ipykernel_launcher", "-f", "{connection_file}"),
-        "display_name": "probe", "language": "python", "metadata": provisioner}))
+    argv = command(tmp_path / "limits.json", "ipykernel_launcher", "-f", "{connection_file}")
+    (spec / "kernel.json").write_text(json.dumps(kernel.kernel_spec(argv)))     # the grader's own spec
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
     monkeypatch.setenv("PROBE_VALUE", "from the worker")
     work = tmp_path / "work"

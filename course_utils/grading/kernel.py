@@ -2,11 +2,12 @@
 
 A fresh `python -m ipykernel_launcher` pays seconds of CPU before the student's notebook does
 any work (the interpreter, IPython, then the notebook's `import torch` and the torchvision that
-reads MNIST): forking instead took sheet 03's grading from 6.0 to 3.7 CPU s per student. The worker was forked from the grader's fork server, which has
-imported all of these (`warmup`), so before it imports any `--checks` module it forks a *spare*:
-a child that closes every file descriptor but its request pipe and waits. When papermill starts
-the kernel, `ForkedProvisioner` hands the spare the launch (connection file, environment, working
-directory) and the spare becomes the kernel: a new session, default signals, the isolated
+reads MNIST): forking instead took sheet 03's grading from 6.0 to 3.7 CPU s per student. The
+worker was forked from the grader's fork server, which has imported all of these (`warmup`), so
+before it imports any `--checks` module it forks a *spare*: a child that closes every file
+descriptor but its request pipe and waits. When papermill starts the kernel, `ForkedProvisioner`
+hands the spare the launch (connection file, environment, working directory) and the spare
+becomes the kernel: a new session, default signals, the isolated
 interpreter's `sys.path`, then the same `sandbox.run_module` a fresh kernel runs, its memory limit
 counted on top of the warm start. It is the worker's child, so the worker's clean-up finds it as
 before. Without a spare (a rerun after a cell hung or killed the kernel, or any kernel not started
@@ -29,7 +30,7 @@ from typing import Any
 
 from jupyter_client.provisioning import LocalProvisioner
 
-from .sandbox import close_fds_except
+from . import sandbox
 
 PROVISIONER = "cnn-course-forked"
 NOT_REGISTERED = ("the course's kernel provisioner is not registered (the course was installed before "
@@ -38,6 +39,7 @@ NOT_REGISTERED = ("the course's kernel provisioner is not registered (the course
 _spare: Spare | None = None
 
 
+@functools.cache
 def registered() -> bool:
     """Whether jupyter_client finds `ForkedProvisioner` (installing the course registers it)."""
     return any(ep.name == PROVISIONER for ep in entry_points(group="jupyter_client.kernel_provisioners"))
@@ -131,7 +133,7 @@ def _wait_and_become_kernel(read: int) -> None:
     try:
         gc.freeze()                            # no finaliser of the worker's objects runs here
         asyncio.set_event_loop_policy(None)    # papermill's event loop stays the worker's
-        close_fds_except({read})
+        sandbox.close_fds_except({read})
         with os.fdopen(read) as pipe:
             request = pipe.read()
         if request:
@@ -148,8 +150,6 @@ def _wait_and_become_kernel(read: int) -> None:
 
 def _run_kernel(cmd: list[str], env: dict[str, str], cwd: str) -> int:
     """Become the kernel `cmd` (`python -I -m course_utils.grading.sandbox LIMITS MODULE ...`)."""
-    from . import sandbox
-
     os.setsid()
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
         signal.signal(signum, signal.SIG_DFL)
@@ -164,7 +164,7 @@ def _run_kernel(cmd: list[str], env: dict[str, str], cwd: str) -> int:
     threads = os.environ.get("OMP_NUM_THREADS")
     if threads and threads.isdigit() and "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(int(threads))
-    args = cmd[cmd.index("course_utils.grading.sandbox") + 1:]
+    args = cmd[cmd.index(sandbox.__name__) + 1:]
     limits = sandbox.Limits.load(args[0])
     # the memory limit is for the student's code: the warm start's own memory is added to it
     sandbox.run_module(replace(limits, memory_mb=limits.memory_mb + data_mb()), args[1:])
@@ -202,13 +202,12 @@ class ForkedProvisioner(LocalProvisioner):
         """Launch through the spare when there is one and `cmd` is the sandbox's; else as usual."""
         global _spare
         spare, _spare = _spare, None
-        if spare is None or "course_utils.grading.sandbox" not in cmd:
+        if spare is None or sandbox.__name__ not in cmd:
             if spare is not None:
                 spare.discard()
             return await super().launch_kernel(cmd, **kwargs)
-        env = dict(kwargs.get("env") or os.environ)
-        env["JPY_PARENT_PID"] = str(os.getpid())
-        self.process = spare.launch(cmd, env, str(kwargs.get("cwd") or os.getcwd()))
+        env = {**(kwargs.get("env") or os.environ), "JPY_PARENT_PID": str(os.getpid())}
+        self.cwd = str(kwargs.get("cwd") or os.getcwd())
+        self.process = spare.launch(cmd, env, self.cwd)
         self.pid = self.pgid = self.process.pid
-        self.cwd = kwargs.get("cwd")
         return self.connection_info

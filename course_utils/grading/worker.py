@@ -3,8 +3,8 @@
 1. Read the submission (only read: what runs is a prepared copy) and check it is this assignment.
 2. Fork the checker (it holds the checks, imported before any student code ran).
 3. Execute the notebook with papermill (`smoke=True` injected) in a sandboxed kernel (forked from
-   this warm process: `kernel`), in a fresh working directory, with a per-cell limit and errors allowed. The student's `check(...)` cells
-   are left out (the grader checks instead). A cell that hangs or kills the kernel is skipped
+   this warm process: `kernel`), in a fresh working directory, with a per-cell limit and errors
+   allowed. The student's `check(...)` cells are left out (the grader checks instead). A cell that hangs or kills the kernel is skipped
    and the notebook run again, so it costs only itself.
 4. The grader's cell, appended at the end, hands each answer (cloudpickled by value) to the
    checker. Per question a child of the checker loads the answer and records what the student's
