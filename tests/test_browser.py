@@ -38,7 +38,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 
 def accept_kernel_dialog(page, timeout_ms: int = 5_000) -> None:
-    """Accept JupyterLab's "Select Kernel" dialog (preselected: the notebook's cnn-course kernel) if it shows."""
+    """Accept JupyterLab's "Select Kernel" dialog (preselected: the notebook's python3 kernel) if it shows."""
     dialog = page.locator(".jp-Dialog .jp-mod-accept")
     try:
         dialog.wait_for(state="visible", timeout=timeout_ms)

@@ -8,7 +8,7 @@ from course_utils.run_notebooks import RunResult, format_table, run_notebook
 def write_notebook(path, *sources):
     nb = new_notebook(cells=[new_code_cell("smoke = False", metadata={"tags": ["parameters"]}),
                              *[new_code_cell(s) for s in sources]],
-                      metadata={"kernelspec": {"name": "cnn-course", "display_name": "Python 3 (CNN course)",
+                      metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)",
                                                "language": "python"}})
     nbformat.write(nb, path)
     return path
