@@ -144,7 +144,7 @@ def train_or_load(config: TrainConfig, data: MNISTData, device: torch.device | N
     """Return (model in eval mode on `device`, its History): from the cache if there, else trained with `fit`.
 
     Before training, with `progress`, a line says what trains, for about how long and where it will be
-    saved, and the progress bar is named after the model.
+    saved, and the progress bar is named after the model. A load prints no test number.
     """
     device = device or get_device()
     path = cache_path(config, data)
@@ -158,5 +158,12 @@ def train_or_load(config: TrainConfig, data: MNISTData, device: torch.device | N
                       seed=config.seed, device=device, progress=progress, desc=config.model)
         save_to_cache(config, data, model, history)
     else:
-        print(f"Loaded {config.model} from {path} (test accuracy {100 * history.test_acc[-1]:.2f} %).")
+        print(load_message(config, path, history))
     return model.to(device).eval(), history
+
+
+def load_message(config: TrainConfig, path: Path, history: History) -> str:
+    """The line printed on a cache hit: never a test number (a load may sit inside a choice)."""
+    scored = (f"validation accuracy {100 * history.val_acc[-1]:.2f} %" if history.val_acc
+              else "no validation split; its test score is reported where the notebook reports it")
+    return f"Loaded {config.model} from {path} ({len(history.train_loss)} epochs, {scored})."

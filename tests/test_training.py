@@ -70,3 +70,20 @@ def test_fit_with_validation_scores_test_once_at_the_end(mnist):
     no_val = History(test_acc=[0.9], epoch_seconds=[1.0])
     with pytest.raises(ValueError, match="validation"):
         no_val.seconds_to(0.5)
+
+
+@pytest.mark.parametrize("validation", [True, False])
+def test_train_or_load_prints_no_test_number_on_load(mnist, tmp_path, monkeypatch, capsys, validation):
+    from course_utils.model_cache import TrainConfig, train_or_load
+    monkeypatch.setenv("CNN_COURSE_CACHE", str(tmp_path))
+    data = (mnist.with_validation(500) if validation else mnist).subset(1000, 300, 300)
+    config = TrainConfig("TwoLayerCNN", optimizer="Adadelta", lr=1.0, batch_size=250, epochs=1, seed=3)
+    _, trained = train_or_load(config, data, torch.device("cpu"), progress=False)
+    capsys.readouterr()
+    _, loaded = train_or_load(config, data, torch.device("cpu"), progress=False)
+    printed = capsys.readouterr().out
+    assert loaded == trained and printed.startswith("Loaded TwoLayerCNN")
+    test_number = f"{100 * trained.test_acc[-1]:.2f}"
+    assert "test accuracy" not in printed and test_number not in printed
+    if validation:
+        assert f"validation accuracy {100 * trained.val_acc[-1]:.2f} %" in printed
