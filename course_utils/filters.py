@@ -11,6 +11,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import CenteredNorm
 from torch import nn
 
+from .alt_text import add_alt, value_range
 from .cost import layer_costs
 from .data import MEAN, STD
 
@@ -56,13 +57,25 @@ def show_grid(grid: torch.Tensor, ax: Axes | None = None, title: str | None = No
         ax.set_title(title)
     if colorbar:
         ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    if getattr(ax, "_course_alt_parts", None) is None:
+        add_alt(ax, f"{title + ': ' if title else ''}grid {grid.shape[0]}×{grid.shape[1]}, values "
+                    f"{value_range(grid.numpy())}, red positive, blue negative, white zero")
     return ax
 
 
 def plot_filters(weight: torch.Tensor, ax: Axes | None = None, title: str | None = None,
                  nrow: int = 8) -> Axes:
     """Show conv weights (C_out, C_in, k, k) as `filter_grid` on the diverging map; return the axes."""
-    return show_grid(filter_grid(weight, nrow), ax, title)
+    grid = filter_grid(weight, nrow)
+    c_out, c_in, kh, kw = weight.shape
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 6 * grid.shape[0] / grid.shape[1]))
+    kernels = (f"{c_out} filters {kh}×{kw}" if c_in == 1 else
+               f"{c_out} filters of {c_in} input channels, {c_out * c_in} kernels {kh}×{kw} "
+               "(row = output channel, column = input channel)")
+    add_alt(ax, f"{title + ': ' if title else ''}{kernels}, weights {value_range(weight.detach().cpu())}, "
+                "red positive, blue negative, white zero")
+    return show_grid(grid, ax, title)
 
 
 def spatial_layers(model: nn.Module, input_shape: tuple[int, ...] = (1, 1, 28, 28)) -> list[str]:

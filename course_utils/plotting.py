@@ -12,8 +12,12 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from .alt_text import add_alt, number, show
 from .data import to_pixels
 from .training import History
+
+__all__ = ["plot_history", "plot_digits", "confusion_matrix", "precision_recall", "plot_precision_recall",
+           "plot_confusion", "figure_png", "show"]
 
 
 def plot_history(history: History, axes: Sequence[Axes] | None = None, label: str = "") -> Figure:
@@ -30,6 +34,15 @@ def plot_history(history: History, axes: Sequence[Axes] | None = None, label: st
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy per epoch")
     ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_acc.legend()
+    name_of = f"{label} " if label else ""
+    if history.step_loss:
+        add_alt(ax_loss, f"{name_of}training loss over {len(history.step_loss):,} steps, from "
+                         f"{number(history.step_loss[0])} to {number(history.step_loss[-1])}")
+    for what, values in (("train", history.train_acc), (name, watched)):
+        if values:
+            add_alt(ax_acc, f"{name_of}{what} accuracy per epoch over {len(values)} epoch"
+                            f"{'s' if len(values) > 1 else ''}, from {100 * values[0]:.1f} % to "
+                            f"{100 * values[-1]:.1f} %")
     for ax in axes:
         ax.grid(alpha=0.3)
     return ax_loss.figure
@@ -51,6 +64,10 @@ def plot_digits(images: torch.Tensor, titles: Sequence[str], ncols: int = 8,
             ax.set_title(titles[i], fontsize=8, color=title_colors[i] if title_colors else "black")
     if suptitle:
         fig.suptitle(suptitle)
+    shown = ", ".join(titles[:24]) + (", …" if n > 24 else "")
+    add_alt(fig, f"{n} digit images 28×28, black on white, titled: {shown}")
+    for ax in axes.flat:
+        ax._course_alt_skip = True
     return fig
 
 
@@ -86,6 +103,10 @@ def plot_precision_recall(matrix: torch.Tensor, ax: Axes | None = None) -> Axes:
            title="Per-class precision and recall")
     ax.legend(loc="lower left")
     ax.grid(alpha=0.3, axis="y")
+    for what, values in (("precision", precision), ("recall", recall)):
+        low, high = int(values.nan_to_num(2).argmin()), int(values.nan_to_num(-1).argmax())
+        add_alt(ax, f"per-class {what} from {100 * values[low]:.1f} % (digit {low}) to "
+                    f"{100 * values[high]:.1f} % (digit {high})")
     return ax
 
 
@@ -102,6 +123,12 @@ def plot_confusion(matrix: torch.Tensor, ax: Axes | None = None) -> Axes:
                 color="darkgreen" if i == j else ("white" if off_diagonal[i, j] > off_diagonal.max() / 2 else "black"))
     ax.set(xlabel="predicted", ylabel="true", xticks=classes, yticks=classes,
            title="Confusion matrix (diagonal in green, mistakes shaded)")
+    counts = off_diagonal.flatten().tolist()
+    worst = sorted(range(len(counts)), key=lambda k: -counts[k])[:3]
+    mistakes = ", ".join(f"true {k // len(matrix)} predicted {k % len(matrix)} ({counts[k]:,})"
+                         for k in worst if counts[k] > 0)
+    add_alt(ax, f"confusion matrix of {int(matrix.sum()):,} digits, {int(matrix.trace()):,} on the diagonal; "
+                + (f"most frequent mistakes: {mistakes}" if mistakes else "no mistakes"))
     return ax
 
 
