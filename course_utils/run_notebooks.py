@@ -7,10 +7,15 @@
 Executed copies go to the output folder (default build/course), one subfolder per source
 folder. A notebook that calls `headline(...)` counts as ok only when its headline was shown: a
 cell calling sys.exit() ends papermill's run "successfully", so success alone proves nothing.
+While a notebook runs, a progress bar counts its code cells and names the section being run; its
+headline is printed when it finishes. Kernels talk to the runner over Unix sockets (IPC) where the
+system has them, so no TCP port is opened and the kernel has no unencrypted transport to warn about.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -18,6 +23,9 @@ from pathlib import Path
 
 import nbformat
 import papermill as pm
+from jupyter_client.manager import AsyncKernelManager
+from tqdm.auto import tqdm
+from traitlets import default
 
 from .notebook import HEADLINE_KEY
 
@@ -45,20 +53,68 @@ def headline_of(nb: nbformat.NotebookNode) -> str | None:
     return None
 
 
+class LocalKernelManager(AsyncKernelManager):
+    """A kernel manager whose kernel listens on Unix sockets (IPC), not TCP, where the system has them."""
+
+    @default("transport")
+    def _default_transport(self) -> str:
+        return "tcp" if os.name == "nt" else "ipc"
+
+
+def section_titles(nb: nbformat.NotebookNode) -> dict[str, str]:
+    """For each code cell's id: the title of the last markdown heading above it ('' before the first)."""
+    titles, current = {}, ""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            headings = re.findall(r"^#{1,6}\s+(.+)$", cell.source, flags=re.MULTILINE)
+            current = headings[-1].strip() if headings else current
+        elif "id" in cell:
+            titles[cell.id] = current
+    return titles
+
+
+class CellProgress:
+    """A tqdm bar over a notebook's code cells, described by the section being run (nbclient hooks)."""
+
+    def __init__(self, path: Path, show: bool = True):
+        nb = nbformat.read(path, as_version=4)
+        self.titles = section_titles(nb)
+        total = sum(c.cell_type == "code" and bool(c.source.strip()) for c in nb.cells)
+        self.bar = tqdm(total=total, unit="cell", desc=path.stem, disable=not show, leave=True,
+                        dynamic_ncols=True, file=sys.stdout)
+        self.name = path.stem
+
+    def on_cell_start(self, cell: nbformat.NotebookNode, cell_index: int) -> None:
+        """Name the section the cell belongs to (the injected parameters cell keeps the current one)."""
+        title = self.titles.get(cell.get("id", ""))
+        if title:
+            self.bar.set_description_str(f"{self.name} · {title[:60]}")
+
+    def on_cell_complete(self, cell: nbformat.NotebookNode, cell_index: int) -> None:
+        """Count one more cell run."""
+        if self.bar.n < self.bar.total:
+            self.bar.update(1)
+
+
 def run_notebook(path: Path, out_dir: Path, parameters: dict, kernel: str = KERNEL,
-                 cell_timeout: int | None = None) -> RunResult:
+                 cell_timeout: int | None = None, progress: bool = False) -> RunResult:
     """Execute one notebook with papermill into `out_dir`; never raises for the notebook's own errors."""
     out_path = out_dir / path.parent.name / path.name
     out_path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    bar = CellProgress(path, show=progress)
     try:
         pm.execute_notebook(str(path), str(out_path), parameters=parameters, kernel_name=kernel,
-                            cwd=str(path.parent), progress_bar=False, execution_timeout=cell_timeout)
+                            cwd=str(path.parent), progress_bar=False, execution_timeout=cell_timeout,
+                            kernel_manager_class=LocalKernelManager, on_cell_start=bar.on_cell_start,
+                            on_cell_complete=bar.on_cell_complete)
         status = "ok"
     except pm.PapermillExecutionError as err:
         status = f"error: {err.ename}: {err.evalue}"[:120]
     except Exception as err:  # CellTimeoutError, DeadKernelError, missing kernel, unreadable file
         status = f"{type(err).__name__}: {err}".splitlines()[0][:120]
+    finally:
+        bar.bar.close()
     seconds = time.perf_counter() - start
     headline = headline_of(nbformat.read(out_path, as_version=4)) if out_path.exists() else None
     if status == "ok" and headline is None and "headline(" in path.read_text():
@@ -93,8 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     parameters = {"smoke": True} if args.smoke else {}
     results = []
     for path in paths:
-        print(f"running {path.name} ...", flush=True)
-        results.append(run_notebook(path.resolve(), args.out, parameters, args.kernel, args.cell_timeout))
+        result = run_notebook(path.resolve(), args.out, parameters, args.kernel, args.cell_timeout, progress=True)
+        results.append(result)
+        outcome = result.headline if result.status == "ok" else result.status
+        print(f"{'✓' if result.status == 'ok' else '✗'} {path.name} in {result.seconds:.1f} s: {outcome}", flush=True)
     print("\n" + format_table(results))
     print(f"\nexecuted copies in {args.out}")
     return 0 if all(r.status == "ok" for r in results) else 1
