@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .alt_text import describe_figure
 from .data import to_pixels
 from .plotting import figure_png
 
@@ -151,6 +152,7 @@ class KernelExplorer(widgets.interactive):
         bundle = super()._repr_mimebundle_(**kwargs)
         if isinstance(self.result, plt.Figure):
             bundle["image/png"] = figure_png(self.result, bbox_inches="tight")
+            return bundle, {"image/png": {"alt": describe_figure(self.result)}}
         return bundle
 
 

@@ -1,7 +1,11 @@
-"""What a notebook reports to whoever runs it: its headline result."""
+"""What a notebook reports to whoever runs it: its headline result; its figures shown with alt text."""
 from IPython.display import Markdown, display
 
+from .alt_text import show
+
 HEADLINE_KEY = "cnn_course_headline"
+
+__all__ = ["HEADLINE_KEY", "headline", "show"]
 
 
 def headline(text: str) -> None:

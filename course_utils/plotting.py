@@ -16,6 +16,10 @@ from .alt_text import add_alt, number, show
 from .data import to_pixels
 from .training import History
 
+NOTEBOOK_WIDTH_PX = 880      # an output area of JupyterLab on a laptop: a wider figure is shrunk to fit
+CELL_INCHES = 1.1            # one digit of plot_digits: 8 per row fill NOTEBOOK_WIDTH_PX at 100 dpi
+CAPTION_POINTS = 11          # digit captions: still >= 9 pt when a page 20 % narrower shrinks the figure
+
 __all__ = ["plot_history", "plot_digits", "confusion_matrix", "precision_recall", "plot_precision_recall",
            "plot_confusion", "figure_png", "show"]
 
@@ -55,13 +59,13 @@ def plot_digits(images: torch.Tensor, titles: Sequence[str], ncols: int = 8,
     if n == 0:
         raise ValueError("plot_digits got no images to show.")
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.45 * ncols, 1.7 * nrows), squeeze=False,
+    fig, axes = plt.subplots(nrows, ncols, figsize=(CELL_INCHES * ncols, 1.45 * nrows), squeeze=False,
                              layout="constrained")
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
             ax.imshow(to_pixels(images[i]).squeeze(0).cpu(), cmap="gray_r", vmin=0, vmax=1)
-            ax.set_title(titles[i], fontsize=8, color=title_colors[i] if title_colors else "black")
+            ax.set_title(titles[i], fontsize=CAPTION_POINTS, color=title_colors[i] if title_colors else "black")
     if suptitle:
         fig.suptitle(suptitle)
     shown = ", ".join(titles[:24]) + (", …" if n > 24 else "")

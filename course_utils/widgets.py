@@ -1,16 +1,18 @@
 """The filter / feature-map explorer for JupyterLab (ipywidgets 8).
 
 Choose a model, a conv layer, an output channel and a test digit (slider, or type its number in the box
-beside it): three titled panels show the digit, that channel's filter weights (one kernel per input
+beside it; a number past either end is clamped and the label beside the box says so): three titled panels show the digit, that channel's filter weights (one kernel per input
 channel, tiled near-square) and the feature map it produces, the last two with a colour bar centred at
 zero. To redraw fast, the figure is drawn in full only when a new layer changes the panels' shapes;
 otherwise the images, titles and colour-bar ends are drawn over a saved background (matplotlib blitting)
 and the canvas is encoded by Pillow at its fastest compression level. The displayed widget also carries a PNG of its current figure,
 so papermill, nbval and static viewers, which cannot run widgets, still show it for the initial values.
+The figure is shown as an <img> whose alt text names each panel and its range of values, redrawn with it.
 """
 from __future__ import annotations
 
 import base64
+import html
 import io
 import math
 
@@ -26,6 +28,7 @@ from matplotlib.transforms import offset_copy
 from PIL import Image, PngImagePlugin
 from torch import nn
 
+from .alt_text import value_range
 from .data import to_pixels
 from .filters import DIVERGING, conv_layers, feature_maps, image_grid
 
@@ -50,6 +53,29 @@ def panel_titles(layer: str, channel: int, weight_shape: tuple[int, ...], fmap_s
     kernels = f"{c_in} kernel{'s' if c_in > 1 else ''} {k_h}×{k_w}"
     return [digit_title, f"filter weights: {layer} channel {channel}, {kernels}",
             f"feature map: {fmap_shape[0]}×{fmap_shape[1]}"]
+
+
+def parse_digit(text: str, last: int) -> tuple[int | None, str]:
+    """(digit number to show, message): a whole number clamped to 0..last, or None for anything else."""
+    try:
+        value = int(text.strip().replace(",", "").replace("_", ""))
+    except ValueError:
+        return None, f"“{text}” is not a digit number: type a whole number from 0 to {last:,}."
+    if value < 0:
+        return 0, f"{value:,} is below the first test digit: showing digit 0."
+    if value > last:
+        return last, f"{value:,} is past the last test digit: showing digit {last:,}."
+    return value, ""
+
+
+def panel_description(titles: list[str], arrays: tuple[torch.Tensor, ...]) -> str:
+    """What the three panels show, for a screen reader: each title with its range of values."""
+    return ". ".join(f"{title}, values {value_range(array.numpy())}" for title, array in zip(titles, arrays))
+
+
+def image_html(png: str, alt: str) -> str:
+    """An <img> of base64 PNG text with its alt text (JupyterLab's PNG renderer shows no alt)."""
+    return f'<img src="data:image/png;base64,{png}" alt="{html.escape(alt)}">'
 
 
 def png_base64(rgba: np.ndarray, title: str) -> str:
@@ -173,9 +199,10 @@ class FilterExplorer(widgets.VBox):
         self.channel_slider = widgets.IntSlider(0, 0, 1, description="channel")
         self.digit_slider = widgets.IntSlider(digit, 0, len(images) - 1, description="digit", readout=False,
                                               layout=widgets.Layout(width="420px"))
-        self.digit_box = widgets.BoundedIntText(digit, min=0, max=len(images) - 1,
-                                                layout=widgets.Layout(width="7em"))
-        self.digit_link = widgets.jslink((self.digit_slider, "value"), (self.digit_box, "value"))
+        self.digit_box = widgets.Text(str(digit), continuous_update=False,
+                                      layout=widgets.Layout(width="7em"))
+        self.digit_message = widgets.Label("")
+        self.digit_box.observe(self._on_digit_box, "value")
         self.digit_slider.add_class("explorer-digit")
         self.digit_box.add_class("explorer-digit-box")
         self.channel_slider.add_class("explorer-channel")
@@ -183,7 +210,7 @@ class FilterExplorer(widgets.VBox):
         self.legend = widgets.HTML(LEGEND)
         self._set_channel_range()
         controls = [widgets.HBox([self.model_menu, self.layer_menu]),
-                    widgets.HBox([self.channel_slider, self.digit_slider, self.digit_box])]
+                    widgets.HBox([self.channel_slider, self.digit_slider, self.digit_box, self.digit_message])]
         super().__init__([*controls, self.output, self.legend])
         self.add_class("widget-interact")
         self.model_menu.observe(self._on_model, "value")
@@ -191,6 +218,14 @@ class FilterExplorer(widgets.VBox):
         self.channel_slider.observe(self.update, "value")
         self.digit_slider.observe(self.update, "value")
         self.update()
+
+    def _on_digit_box(self, change: dict) -> None:
+        """Move the slider to the typed digit number, clamped to the test set, saying why it changed."""
+        value, message = parse_digit(change["new"], self.digit_slider.max)
+        value = self.digit_slider.value if value is None else value
+        self.digit_box.value = str(value)              # comes back here with a clean number: no message
+        self.digit_slider.value = value
+        self.digit_message.value = message
 
     def _set_channel_range(self) -> None:
         module = self.models[self.model_menu.value].get_submodule(self.layer_menu.value)
@@ -211,17 +246,22 @@ class FilterExplorer(widgets.VBox):
     def update(self, change: dict | None = None) -> None:
         """Redraw the panels for the current choices (one output update, no flicker)."""
         layer, channel, i = self.layer_menu.value, self.channel_slider.value, self.digit_slider.value
+        if self.digit_box.value != str(i):
+            self.digit_message.value = ""
+            self.digit_box.value = str(i)
         model = self.models[self.model_menu.value]
         arrays = explorer_panels(model, layer, channel, self.images[i])
         label = int(self.labels[i]) if self.labels is not None else None
         self.panel_titles = panel_titles(layer, channel, tuple(model.get_submodule(layer).weight.shape),
                                          tuple(arrays[2].shape), i, label)
         self._png = self.view.draw(arrays, self.panel_titles)
-        self.output.outputs = ({"output_type": "display_data", "data": {"image/png": self._png},
-                                "metadata": {}},)
+        self.alt = panel_description(self.panel_titles, arrays)
+        self.output.outputs = ({"output_type": "display_data",
+                                "data": {"text/html": image_html(self._png, self.alt), "image/png": self._png},
+                                "metadata": {"image/png": {"alt": self.alt}}},)
 
     def _repr_mimebundle_(self, **kwargs) -> dict:
         bundle = super()._repr_mimebundle_(**kwargs)
         bundle["image/png"] = self._png
-        bundle["text/html"] = f'<img src="data:image/png;base64,{self._png}"><p>{LEGEND}</p>'
-        return bundle
+        bundle["text/html"] = f'{image_html(self._png, self.alt)}<p>{LEGEND}</p>'
+        return bundle, {"image/png": {"alt": self.alt}}

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from browser_helpers import colour_bars, decode_png, text_in_top_band
+from course_utils.alt_text import number
 from course_utils.data import MNISTData
 from course_utils.model_cache import (TrainConfig, announce_training, cache_path, duration_words,
                                       estimate_seconds, train_or_load)
@@ -132,19 +133,49 @@ def test_a_digit_move_redraws_only_what_changed(explorer, monkeypatch):
     assert view.images[1] not in drawn and view.titles[1] not in drawn        # the filter did not change
 
 
-def test_digit_box_sits_beside_the_slider_and_is_linked_to_it(explorer):
+def test_digit_box_sits_beside_the_slider_and_follows_it(explorer):
     box, slider = explorer.digit_box, explorer.digit_slider
-    assert isinstance(box, widgets.BoundedIntText)
-    assert (box.min, box.max) == (slider.min, slider.max) == (0, 29)
-    assert explorer.digit_link.source == (slider, "value") and explorer.digit_link.target == (box, "value")
     row = explorer.children[1].children
-    assert row[row.index(slider) + 1] is box
+    assert row[row.index(slider) + 1] is box and row[row.index(box) + 1] is explorer.digit_message
+    slider.value = 12
+    assert box.value == "12" and explorer.panel_titles[0].startswith("digit 12 ")
+
+
+@pytest.mark.parametrize("typed, shown, message", [
+    ("17", 17, ""),
+    ("12000", 29, "12,000 is past the last test digit: showing digit 29."),
+    ("-3", 0, "-3 is below the first test digit: showing digit 0."),
+    ("3.5", 5, "“3.5” is not a digit number: type a whole number from 0 to 29."),
+    ("seven", 5, "“seven” is not a digit number: type a whole number from 0 to 29."),
+])
+def test_digit_box_clamps_or_rejects_and_says_why(explorer, typed, shown, message):
+    explorer.digit_slider.value = 5
+    explorer.digit_box.value = typed
+    assert explorer.digit_slider.value == shown and explorer.digit_box.value == str(shown)
+    assert explorer.panel_titles[0].startswith(f"digit {shown} ")
+    assert explorer.digit_message.value == message
+
+
+def test_figure_alt_text_names_the_panels_and_follows_digit_and_channel(explorer):
+    explorer.digit_slider.value = 3
+    explorer.channel_slider.value = 2
+    output = explorer.output.outputs[0]
+    alt = output["metadata"]["image/png"]["alt"]
+    assert alt == explorer.alt and alt.startswith("digit 3 ") and "channel 2" in alt
+    assert f'alt="{alt}"' in output["data"]["text/html"]
+    _, grid, fmap = explorer_panels(explorer.models[explorer.model_menu.value], explorer.layer_menu.value, 2,
+                                    explorer.images[3])
+    low, high = fmap.min().item(), fmap.max().item()
+    assert alt.endswith(f"values from {number(low)} to {number(high)}")
+    explorer.digit_slider.value = 4
+    assert explorer.alt.startswith("digit 4 ") and explorer.alt != alt
 
 
 def test_static_views_get_the_current_figure(explorer):
-    bundle = explorer._repr_mimebundle_()
+    bundle, metadata = explorer._repr_mimebundle_()
     assert bundle["image/png"] == explorer.output.outputs[0]["data"]["image/png"]
     assert explorer.output.outputs[0]["data"]["image/png"] in bundle["text/html"]
+    assert metadata["image/png"]["alt"] == explorer.alt and f'alt="{explorer.alt}"' in bundle["text/html"]
 
 
 @pytest.fixture
