@@ -75,6 +75,73 @@ def fit_temperature(logits: torch.Tensor, y: torch.Tensor, low: float = 1e-3, hi
     return math.exp(-(lo + hi) / 2)
 
 
+def _bootstrap_weights(n: int, n_boot: int, seed: int) -> torch.Tensor:
+    """(n_boot, n) float64 counts: how often each of n examples is drawn in each resample with replacement."""
+    draws = torch.randint(0, n, (n_boot, n), generator=torch.Generator().manual_seed(seed))
+    return torch.zeros(n_boot, n, dtype=torch.float64).scatter_add_(1, draws, torch.ones_like(draws, dtype=torch.float64))
+
+
+def _weighted_ece(probs: torch.Tensor, y: torch.Tensor, n_bins: int, weights: torch.Tensor) -> torch.Tensor:
+    """ECE under per-example weights (R, N): (1 / Σw) Σ_bins |Σ_{i in bin} w_i (correct_i − confidence_i)|."""
+    confidence, pred = probs.detach().cpu().double().max(dim=1)
+    edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float64)
+    index = (torch.bucketize(confidence, edges, right=False) - 1).clamp(0, n_bins - 1)
+    gap = (pred == y.cpu()).double() - confidence                                   # (N,)
+    per_bin = (weights * gap) @ F.one_hot(index, n_bins).double()                    # (R, B)
+    return per_bin.abs().sum(1) / weights.sum(1)
+
+
+def bootstrap_ece(probs: torch.Tensor, y: torch.Tensor, n_bins: int = 10, n_boot: int = 1000,
+                  seed: int = 0) -> tuple[float, float]:
+    """(ECE, its bootstrap standard error): the ECE recomputed on `n_boot` resamples of the predictions."""
+    _check(probs, y)
+    draws = _weighted_ece(probs, y, n_bins, _bootstrap_weights(len(y), n_boot, seed))
+    return expected_calibration_error(probs, y, n_bins), draws.std().item()
+
+
+def bootstrap_ece_change(probs_before: torch.Tensor, probs_after: torch.Tensor, y: torch.Tensor,
+                         n_bins: int = 10, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """(ECE after − ECE before, its paired bootstrap standard error): both scored on the same resampled digits."""
+    _check(probs_before, y), _check(probs_after, y)
+    weights = _bootstrap_weights(len(y), n_boot, seed)
+    draws = _weighted_ece(probs_after, y, n_bins, weights) - _weighted_ece(probs_before, y, n_bins, weights)
+    change = expected_calibration_error(probs_after, y, n_bins) - expected_calibration_error(probs_before, y, n_bins)
+    return change, draws.std().item()
+
+
+def temperature_se(logits: torch.Tensor, y: torch.Tensor, T: float) -> float:
+    """Standard error of a fitted T (sandwich / delta method): β = 1/T solves mean s_i(β) = 0.
+
+    s_i = E_p[z] − z_y is each example's slope of the loss in β and its derivative is Var_p(z), so
+    se(β) = sd(s_i) / (√N · mean Var_p(z)) and se(T) = se(β) / β².
+    """
+    _check(logits, y)
+    z, y, beta = logits.detach().cpu().double(), y.cpu(), 1 / T
+    p = F.softmax(beta * z, dim=1)
+    mean_z = (p * z).sum(1)
+    slopes = mean_z - z.gather(1, y[:, None]).squeeze(1)
+    curvature = ((p * z ** 2).sum(1) - mean_z ** 2).mean()
+    return (slopes.std() / (len(y) ** 0.5 * curvature) / beta ** 2).item()
+
+
+def temperature_verdict(T: float, se: float, k: float = 2.0) -> str:
+    """Over- or under-confident only when T differs from 1 by more than `k` standard errors."""
+    if abs(T - 1) <= k * se:
+        return (f"T = {T:.2f} ± {se:.2f} is within {k:g} standard errors of 1: no over- or under-confidence "
+                "that this many digits can resolve")
+    kind = "over-confident (T > 1 softens it)" if T > 1 else "under-confident (T < 1 sharpens it)"
+    return f"T = {T:.2f} ± {se:.2f} differs from 1 by {abs(T - 1) / se:.1f} standard errors: {kind}"
+
+
+def ece_change_verdict(before: float, after: float, se: float, k: float = 2.0) -> str:
+    """Temperature scaling 'lowered' or 'raised' the ECE only when the change exceeds `k` paired standard errors."""
+    change = after - before
+    moved = abs(change) > k * se
+    what = ("lowered" if change < 0 else "raised") if moved else "did not change, beyond its uncertainty,"
+    return (f"temperature scaling {what} the ECE ({100 * before:.2f} % → {100 * after:.2f} %, a change of "
+            f"{100 * change:+.2f} ± {100 * se:.2f} points, paired bootstrap)")
+
+
 def plot_reliability(probs: torch.Tensor, y: torch.Tensor, n_bins: int = 10, ax: Axes | None = None,
                      label: str = "") -> Axes:
     """Reliability diagram: accuracy against mean confidence per bin, the diagonal being perfect calibration."""

@@ -6,8 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_utils.calibration import (expected_calibration_error, fit_temperature, plot_reliability,
-                                      reliability_bins)
+from course_utils.calibration import (_bootstrap_weights, _weighted_ece, bootstrap_ece, bootstrap_ece_change,
+                                      ece_change_verdict, expected_calibration_error, fit_temperature,
+                                      plot_reliability, reliability_bins, temperature_se, temperature_verdict)
 
 # four predictions over two classes: confidences 0.95 (right), 0.95 (wrong), 0.65 (right), 0.75 (right)
 PROBS = torch.tensor([[0.95, 0.05], [0.95, 0.05], [0.35, 0.65], [0.75, 0.25]])
@@ -81,3 +82,49 @@ def test_plot_reliability_returns_its_axes():
     ax = plot_reliability(PROBS, LABELS, n_bins=10, label="tiny")
     assert "tiny ECE 37.50 %" in [text.get_text() for text in ax.get_legend().get_texts()]
     assert len(ax.patches) == 3                                     # one bar per filled bin
+
+
+def _synthetic(n: int, temperature: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (n, 10) and labels drawn from softmax(logits / temperature): the best fitted T is about `temperature`."""
+    g = torch.Generator().manual_seed(seed)
+    logits = 3 * torch.randn(n, 10, generator=g, dtype=torch.float64)
+    y = torch.multinomial(F.softmax(logits / temperature, 1), 1, generator=g).squeeze(1)
+    return logits, y
+
+
+def test_weighted_ece_is_the_ece_of_each_resample():
+    probs, y = F.softmax(_synthetic(300, 1.0, 1)[0], 1), _synthetic(300, 1.0, 1)[1]
+    ones = torch.ones(1, 300, dtype=torch.float64)
+    assert _weighted_ece(PROBS, LABELS, 10, torch.ones(1, 4, dtype=torch.float64)).item() == pytest.approx(0.375)
+    assert _weighted_ece(probs, y, 10, ones).item() == pytest.approx(expected_calibration_error(probs, y))
+    draws = torch.randint(0, 300, (5, 300), generator=torch.Generator().manual_seed(7))
+    weighted = _weighted_ece(probs, y, 10, _bootstrap_weights(300, 5, 7))
+    for idx, value in zip(draws, weighted.tolist()):                        # the same resamples, drawn explicitly
+        assert value == pytest.approx(expected_calibration_error(probs[idx], y[idx]))
+    ece, se = bootstrap_ece(probs, y, n_boot=400)
+    assert ece == pytest.approx(expected_calibration_error(probs, y)) and 0.005 < se < 0.1
+
+
+def test_paired_ece_change_is_zero_for_the_same_probabilities():
+    logits, y = _synthetic(2000, 1.5, 2)
+    same = F.softmax(logits, 1)
+    assert bootstrap_ece_change(same, same, y) == (0.0, 0.0)
+    change, se = bootstrap_ece_change(same, F.softmax(logits / 1.5, 1), y)
+    assert change < -2 * se < 0                                              # the right T removes a real gap
+
+
+def test_temperature_se_agrees_with_a_bootstrap():
+    logits, y = _synthetic(600, 1.3, 3)
+    T = fit_temperature(logits, y)
+    draws = torch.randint(0, 600, (30, 600), generator=torch.Generator().manual_seed(4))
+    boot = torch.tensor([fit_temperature(logits[i], y[i]) for i in draws]).std().item()
+    assert temperature_se(logits, y, T) == pytest.approx(boot, rel=0.35)
+    assert abs(T - 1.3) < 3 * temperature_se(logits, y, T)
+
+
+def test_calibration_verdicts_need_more_than_their_uncertainty():
+    assert "no over- or under-confidence" in temperature_verdict(0.97, 0.03)
+    assert "under-confident" in temperature_verdict(0.90, 0.03)
+    assert "over-confident" in temperature_verdict(1.20, 0.03)
+    assert "did not change" in ece_change_verdict(0.0041, 0.0031, 0.0008)
+    assert "lowered" in ece_change_verdict(0.0300, 0.0100, 0.0020)
