@@ -5,7 +5,9 @@
 
 SUBMISSIONS holds one notebook per student (`ID.ipynb`, or a folder `ID/` holding it); the id is
 that name exactly as given (accents, spaces). Each is executed with papermill (`smoke=True`) in
-its own kernel, working directory and limits; then the grader's own cell hands the answers to a
+its own kernel, working directory and limits, inside its own bubblewrap sandbox (no other
+hand-in, no feedback, gradebook, solutions or --checks file, no home folder, no network, its own
+processes only: see docs/grading-sandbox.md; --no-sandbox only for trusted hand-ins); then the grader's own cell hands the answers to a
 child process that runs the student's code for the checks and sends back only plain data, which
 the grading process, where no student code ever ran, judges with `course_utils.checks`.
 Two hand-ins that claim one id (`bob.ipynb` and `bob/`) are both graded, the file under its full
@@ -42,7 +44,7 @@ from tqdm.auto import tqdm
 
 from . import checks
 from .checks import questions_for
-from .grading import feedback, instructor, kernel, processes, shards, written
+from .grading import feedback, instructor, isolation, kernel, processes, shards, written
 from .grading.checker import import_checks
 from .grading.guard import Guard
 from .grading.sandbox import Limits
@@ -82,7 +84,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--output-limit", type=float, default=2, help="MiB of output kept per notebook (default 2)")
     p.add_argument("--threads", type=int, help="threads per student (default: CPU cores / jobs)")
     p.add_argument("--user", help="run student code as this user (needs root; hide solutions/ from it)")
-    p.add_argument("--no-network", action="store_true", help="run student code without network access")
+    p.add_argument("--no-network", action="store_true",
+                   help="with --no-sandbox: run student code without network access (the sandbox has none)")
+    p.add_argument("--network", action="store_true", help="give student code network access in its sandbox")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="grade without the bubblewrap sandbox (each hand-in can read and change the whole "
+                        "class's work): only for trusted hand-ins, where user namespaces are unavailable")
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()), help="where working folders go")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     instructor.add_arguments(p)
@@ -189,8 +196,10 @@ class Grader:
     def __init__(self, args: argparse.Namespace, questions: list[dict], gradebook: Gradebook):
         self.args, self.questions, self.gradebook = args, questions, gradebook
         self.feedback_dir = feedback_dir(args)
-        watched = [args.solutions.resolve(), args.submissions.resolve(), self.feedback_dir, args.out.resolve()]
-        self.limits = Limits(memory_mb=args.memory, user=args.user, no_network=args.no_network,
+        watched = [args.solutions.resolve(), args.submissions.resolve(), self.feedback_dir, args.out.resolve(),
+                   *[Path(c).resolve() for c in args.checks if c.endswith(".py")]]
+        self.limits = Limits(memory_mb=args.memory, user=args.user, no_network=args.no_network and args.no_sandbox,
+                             network=args.network if not args.no_sandbox else not args.no_network,
                              hidden=[str(p) for p in watched],
                              protected=[str(p) for p in watched + [PACKAGE, args.exercises.resolve()]])
         self.guard = Guard([*(args.protect or [PACKAGE]), args.exercises, args.solutions, args.submissions,
@@ -219,7 +228,7 @@ class Grader:
                    output_limit=int(a.output_limit * 2**20), checks=[str(Path(c).resolve()) if c.endswith(".py")
                                                                      else c for c in a.checks],
                    env={**self.env, "CNN_COURSE_GRADING": (token := uuid.uuid4().hex)},
-                   token=f"CNN_COURSE_GRADING={token}")
+                   token=f"CNN_COURSE_GRADING={token}", sandbox=not a.no_sandbox, network=a.network)
 
     def grade_one(self, sub: Submission) -> dict:
         """Grade `sub` in a worker process (called from a pool thread)."""
@@ -312,14 +321,16 @@ def _probe(code: str, **kwargs) -> str:
 
 
 def _isolation_problem(args: argparse.Namespace) -> str:
-    """Why --user or --no-network cannot work here ('' if they can, or were not asked for)."""
+    """Why the sandbox, --user or --no-network cannot work here ('' if they can, or were not asked for)."""
+    if not args.no_sandbox and (why := isolation.problem(user_namespace=not args.user)):
+        return isolation.ENABLE.format(why=why)
     if args.user:
         if os.geteuid() != 0:
             return "--user needs the grader to run as root"
         if why := _probe("import course_utils, ipykernel", user=args.user):
             return (f"user {args.user!r} cannot run {sys.executable} with the course installed ({why}); "
                     "install the course where that user can read it")
-    if args.no_network and (why := _probe("from course_utils.grading.sandbox import unshare_network; "
+    if args.no_network and args.no_sandbox and (why := _probe("from course_utils.grading.sandbox import unshare_network; "
                                           "unshare_network()")):
         return f"--no-network is not available on this machine ({why})"
     return ""
@@ -374,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return 2
+    if args.no_sandbox:
+        print(f"warning: {instructor.UNSANDBOXED}", file=sys.stderr)
     if not kernel.registered():
         print(f"warning: {kernel.NOT_REGISTERED}", file=sys.stderr)
     import_checks(args.checks)

@@ -5,7 +5,8 @@ imported the checks, which then enters the sandbox and waits. It never runs stud
 itself. Each question is first graded in a forked child that loads the answer (a cloudpickle
 file written by the grader's cell in the kernel) and runs the question's grader through a
 recording stand-in (`replay.record`): the student's code runs there, and only plain data comes
-back through the pipe. The grading process reads it with `torch.load(weights_only=True)` and
+back through the pipe; with the grader's sandbox that child first joins the student's sandbox
+(`isolation`), as the kernel did. The grading process reads it with `torch.load(weights_only=True)` and
 runs the same grader again against the recording (`replay.replay`): those points count. A
 crash, an endless loop or a monkeypatch in one answer touches only its own child.
 """
@@ -26,8 +27,9 @@ import torch
 
 from course_utils.checks import Question
 
+from . import isolation
 from .replay import record, replay
-from .sandbox import Limits, close_fds_except, enter
+from .sandbox import Limits, close_fds_except, enter, sandbox_pid
 from .state import rng_state, set_rng_state
 
 MAX_RECORDING = 256 * 2**20
@@ -69,10 +71,19 @@ def _write_all(fd: int, data: bytes) -> None:
         data = data[os.write(fd, data):]
 
 
-def _record_in_child(question: Question, answers: Path, write_fd: int, threads: int) -> None:
-    """In the forked child: load the answer, run the grader on it through the recorder, write the
-    recording (b"R" + torch.save bytes) or why the answer could not be loaded (b"E" + text), exit."""
+def _record_in_child(question: Question, answers: Path, write_fd: int, threads: int, limits: Limits | None) -> None:
+    """In the forked child: enter the student's sandbox (if any), load the answer, run the grader on it
+    through the recorder, write the recording (b"R" + torch.save bytes) or why the answer could not be
+    loaded (b"E" + text), exit."""
     close_fds_except({write_fd})
+    if limits is not None and limits.sandbox_file:
+        isolation.die_with_parent(os.getppid())
+        try:
+            isolation.join(sandbox_pid(limits), os.getcwd(), limits.user)
+        except BaseException as err:        # no sandbox to run the student's code in: it does not run
+            _write_all(write_fd, f"E the grader could not run your `{question.answer_name}` in its sandbox: "
+                                 f"{err}".encode(errors="replace")[:2000])
+            os._exit(0)
     torch.set_num_threads(threads)
     try:
         state = rng_state()
@@ -93,8 +104,9 @@ def _record_in_child(question: Question, answers: Path, write_fd: int, threads: 
     os._exit(0)
 
 
-def grade_one(question: Question, answers: Path, timeout: float, threads: int = 1) -> dict:
-    """Grade one question: record in a child process (with `threads` torch threads), replay here;
+def grade_one(question: Question, answers: Path, timeout: float, threads: int = 1, limits: Limits | None = None) -> dict:
+    """Grade one question: record in a child process (with `threads` torch threads, in the sandbox that
+    `limits` names), replay here;
     return points, max_points, message and state (pass, part, fail or todo). Replays run
     single-threaded: a process that forks must not have started OpenMP threads, or its children may hang."""
     torch.set_num_threads(1)
@@ -106,7 +118,7 @@ def grade_one(question: Question, answers: Path, timeout: float, threads: int = 
     if pid == 0:
         os.close(read_fd)
         try:
-            _record_in_child(question, answers, write_fd, threads)
+            _record_in_child(question, answers, write_fd, threads, limits)
         finally:
             os._exit(1)
     os.close(write_fd)
@@ -177,11 +189,11 @@ class Checker:
                 os.dup2(null, 0), os.dup2(null, 1)
                 os.chdir(work)
                 torch.set_num_threads(1)
-                enter(limits)
+                enter(limits, inside=False)
                 for question in questions:
                     _prepare(question)
                 os.read(go_r, 1)
-                results = {q.id: grade_one(q, answers, timeout, threads) for q in questions}
+                results = {q.id: grade_one(q, answers, timeout, threads, limits) for q in questions}
                 _write_all(res_w, json.dumps(results).encode())
             finally:
                 os._exit(0)

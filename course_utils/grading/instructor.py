@@ -84,6 +84,11 @@ def merge_command(args: argparse.Namespace) -> int:
     return 0
 
 
+UNSANDBOXED = ("graded with --no-sandbox: each student's code ran without isolation, as the grading user, "
+               "and could read (and change) classmates' hand-ins and feedback; only trusted hand-ins should be "
+               "graded this way (see docs/grading-sandbox.md).")
+
+
 def _beside(gradebook: Path, suffix: str) -> Path:
     """GRADEBOOK.<suffix> for GRADEBOOK.csv."""
     return gradebook.with_name(f"{gradebook.stem}.{suffix}")
@@ -102,6 +107,11 @@ def after_grading(args: argparse.Namespace, exercise: Path, questions: list[dict
     paths: list[Path] = []
     if not args.no_stats:
         paths += stats.write_report([r.result for r in results.values()], assignment, out.with_suffix("")).values()
+    if getattr(args, "no_sandbox", False):
+        report = _beside(out, "stats.md")
+        text = report.read_text(encoding="utf-8") if report.is_file() else ""
+        report.write_text(f"> **Warning:** {UNSANDBOXED}\n\n{text}", encoding="utf-8")
+        paths += [] if text else [report]
     registered = {w.id: w.max_points for w in written_for(assignment)}
     for problem in written.registry_problems(written.written_questions(nbformat.read(exercise, as_version=4)),
                                              registered):

@@ -8,8 +8,9 @@ before it imports any `--checks` module it forks a *spare*: a child that closes 
 descriptor but its request pipe and waits. When papermill starts the kernel, `ForkedProvisioner`
 hands the spare the launch (connection file, environment, working directory) and the spare
 becomes the kernel: a new session, default signals, the isolated
-interpreter's `sys.path`, then the same `sandbox.run_module` a fresh kernel runs, its memory limit
-counted on top of the warm start. It is the worker's child, so the worker's clean-up finds it as
+interpreter's `sys.path`, then the same `sandbox.run_module` a fresh kernel runs (which moves it
+into the student's bubblewrap sandbox, `isolation`), its memory limit counted on top of the warm
+start. It is the worker's child, so the worker's clean-up finds it as
 before. Without a spare (a rerun after a cell hung or killed the kernel, or any kernel not started
 by the grader) the provisioner is jupyter_client's `LocalProvisioner` unchanged: a fresh process.
 """
@@ -30,7 +31,7 @@ from typing import Any
 
 from jupyter_client.provisioning import LocalProvisioner
 
-from . import sandbox
+from . import isolation, sandbox
 
 PROVISIONER = "cnn-course-forked"
 NOT_REGISTERED = ("the course's kernel provisioner is not registered (the course was installed before "
@@ -106,9 +107,11 @@ class Spare:
 
     def __init__(self) -> None:
         read, self._write = os.pipe()
+        worker = os.getpid()
         self.pid = os.fork()
         if self.pid == 0:
             os.close(self._write)
+            isolation.die_with_parent(worker)
             _wait_and_become_kernel(read)
         os.close(read)
 

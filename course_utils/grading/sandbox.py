@@ -4,11 +4,14 @@
     enter(limits)                                                        # the forked checker
 
 In order: resource limits (data memory, file size, no core dumps, lowered priority); an audit
-hook that records Python-level reads of the `hidden` folders and writes into the `protected`
-ones; with `no_network`, a fresh network namespace where nothing is reachable (needs root or
-unprivileged user namespaces; the kernel talks to the grader over Unix sockets, which still
-work); with `user`, that account (needs root); finally MODULE runs as `__main__`. The limits
-are inherited by every process it starts.
+hook, the second line of defence, that records what the code tried: Python-level reads of the
+`hidden` folders and writes into the `protected` ones, commands that name them, signals to
+processes it did not start, and (without network) connections; then the student's bubblewrap
+sandbox (`isolation`; the process named in `sandbox_file`), as `user` if given. Without a
+sandbox (`--no-sandbox`): with `no_network`, a fresh network namespace where nothing is
+reachable (the kernel talks to the grader over Unix sockets, which still work), and with `user`,
+that account (needs root). Finally MODULE runs as `__main__`. The limits are inherited by every
+process it starts.
 """
 from __future__ import annotations
 
@@ -18,15 +21,19 @@ import os
 import pwd
 import resource
 import runpy
+import signal
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from . import isolation
 
 CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 _WRITE_EVENTS = {"os.remove", "os.rename", "os.rmdir", "os.truncate", "os.chmod", "os.utime",
                  "os.mkdir", "os.symlink", "os.link", "shutil.rmtree", "shutil.move"}
 _LIST_EVENTS = {"os.listdir", "os.scandir", "glob.glob"}
+_RUN_EVENTS = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn"}
 
 
 @dataclass
@@ -40,6 +47,8 @@ class Limits:
     audit_log: str | None = None
     hidden: list[str] = field(default_factory=list)
     protected: list[str] = field(default_factory=list)
+    sandbox_file: str | None = None          # holds the pid of the student's sandbox to join
+    network: bool = True                     # whether connections are allowed (else audited)
 
     def save(self, path: Path) -> None:
         """Write these limits as JSON for the sandbox command line."""
@@ -113,6 +122,14 @@ def install_audit_hook(limits: Limits) -> None:
             hit, kind = next((h for a in args[:2] if (h := _inside(a, protected))), None), "write"
         elif event in _LIST_EVENTS:
             hit, kind = (_inside(args[0], hidden) if args else None), "read"
+        elif event in _RUN_EVENTS:
+            text = _command_text(args)
+            hit, kind = next((r for r in hidden + protected if r in text), None), "run a command on"
+        elif event in ("os.kill", "os.killpg"):
+            hit, kind = _foreign_target(event, *args[:2]), "signal"
+        elif event == "socket.connect" and not limits.network:
+            address = args[1]
+            hit, kind = (f"{address[0]} port {address[1]}" if isinstance(address, tuple) else None), "connect"
         else:
             return
         if hit:
@@ -121,14 +138,64 @@ def install_audit_hook(limits: Limits) -> None:
     sys.addaudithook(hook)
 
 
-def enter(limits: Limits) -> None:
-    """Put this process under `limits`: rlimits, audit hook, network namespace, user."""
+def _command_text(args: tuple) -> str:
+    """A command's program and arguments as one string (for the audit hook)."""
+    parts = []
+    for arg in args[:2]:
+        items = arg if isinstance(arg, (list, tuple)) else [arg]
+        parts += [os.fsdecode(a) for a in items if isinstance(a, (str, bytes, os.PathLike))]
+    return " ".join(parts)
+
+
+def _foreign_target(event: str, pid: int, signum: int) -> str | None:
+    """'SIGNAME to process PID' when a signal goes to anything but this process and its descendants."""
+    if signum == 0 or (event == "os.kill" and pid > 0 and _descends(pid)):
+        return None
+    name = signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else str(signum)
+    return f"{name} to {'group ' if event == 'os.killpg' else ''}process {pid}"
+
+
+def _descends(pid: int) -> bool:
+    """Whether `pid` is this process or one of its descendants (by /proc's parent links)."""
+    me = os.getpid()
+    for _ in range(64):
+        if pid == me:
+            return True
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            return False
+        pid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        if pid <= 1:
+            return False
+    return False
+
+
+def sandbox_pid(limits: Limits) -> int:
+    """The pid of the student's sandbox to join (0 when grading without one)."""
+    if not limits.sandbox_file:
+        return 0
+    try:
+        return int(Path(limits.sandbox_file).read_text())
+    except (OSError, ValueError):
+        raise SystemExit("the student's sandbox is not running: refusing to run student code outside it")
+
+
+def enter(limits: Limits, inside: bool = True) -> None:
+    """Put this process under `limits`: rlimits, audit hook, then (`inside`) the student's sandbox,
+    or without one the network namespace and user. It dies with its parent (the grader's worker)."""
+    isolation.die_with_parent(os.getppid())
     apply_rlimits(limits)
     install_audit_hook(limits)
-    if limits.no_network:
-        unshare_network()
-    if limits.user:
-        switch_user(limits.user)
+    if limits.sandbox_file:
+        if inside:
+            isolation.join(sandbox_pid(limits), os.getcwd(), limits.user)
+    else:
+        if limits.no_network:
+            unshare_network()
+        if limits.user:
+            switch_user(limits.user)
     sys.dont_write_bytecode = True
 
 

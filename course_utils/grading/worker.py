@@ -2,8 +2,9 @@
 
 1. Read the submission (only read: what runs is a prepared copy) and check it is this assignment.
 2. Fork the checker (it holds the checks, imported before any student code ran).
-3. Execute the notebook with papermill (`smoke=True` injected) in a sandboxed kernel (forked from
-   this warm process: `kernel`), in a fresh working directory, with a per-cell limit and errors
+3. Execute the notebook with papermill (`smoke=True` injected) in a kernel forked from this warm
+   process (`kernel`) into the student's own bubblewrap sandbox (`isolation`: only the fresh
+   working directory is writable, and no other student's files, no grader file exist there), with a per-cell limit and errors
    allowed. The student's `check(...)` cells are left out (the grader checks instead). A cell that hangs or kills the kernel is skipped
    and the notebook run again, so it costs only itself.
 4. The grader's cell, appended at the end, hands each answer (cloudpickled by value) to the
@@ -44,7 +45,7 @@ from traitlets.config import Config
 
 from course_utils.checks import QUESTIONS
 
-from . import kernel, processes
+from . import isolation, kernel, processes
 from .checker import Checker, import_checks
 from .sandbox import Limits, command
 from .submissions import InvalidSubmission, check_assignment, read_notebook
@@ -98,6 +99,8 @@ class Job:
     checks: list[str] = field(default_factory=list)
     env: dict = field(default_factory=dict)          # thread counts and the token, for every process
     token: str = ""
+    sandbox: bool = True                             # student code in a bubblewrap sandbox
+    network: bool = False                            # ... with network access
 
 
 class CappedClient(PapermillNotebookClient):
@@ -222,10 +225,12 @@ def execute(job: Job, nb: nbformat.NotebookNode, work: Path, answers: Path, exec
     papermill_engines.register(ENGINE, GraderEngine)
     run = Run()
     names = sorted({q["answer_name"] for q in job.questions})
-    config = Config({"KernelManager": {"transport": "ipc"}})
+    # Unix sockets beside the connection file, in the work folder: the sandbox has no network to the kernel
+    config = Config({"KernelManager": {"transport": "ipc", "connection_file": str(work / ".rt" / "kernel.json")}})
     for attempt in range(MAX_ATTEMPTS):
         for stale in answers.iterdir():
             stale.unlink()
+        isolation.ensure()                          # a cell may have ended the sandbox
         run.started = []
         source = env_dir / "prepared.ipynb"
         nbformat.write(prepare(nb, run.skipped, names, answers), source)
@@ -271,11 +276,20 @@ def _zero(job: Job, message: str) -> dict:
 
 
 def _audit(log: Path) -> list[str]:
-    """'read PATH' / 'write PATH' lines the sandbox's audit hook recorded (deduplicated)."""
+    """What the audit hook recorded ('read PATH', 'write PATH', 'signal SIGKILL to process 1',
+    'connect 127.0.0.1 port 80', ...), deduplicated."""
     try:
         return sorted(set(log.read_text().splitlines()))[:20]
     except OSError:
         return []
+
+
+def _blocked(audit: list[str], sandboxed: bool) -> str:
+    """The feedback's sentence on what the notebook attempted."""
+    what = "; ".join(audit)
+    if sandboxed:
+        return f"tried what student code may not, and the sandbox blocked it: {what}"
+    return f"touched files it may not: {what}"
 
 
 def grade_student(job: Job) -> dict:
@@ -298,6 +312,7 @@ def grade_student(job: Job) -> dict:
     try:
         result.update(_grade_notebook(job, nb, env_dir, executed, start))
     finally:
+        isolation.close_sandbox()
         processes.end_descendants(job.token)
         shutil.rmtree(env_dir, ignore_errors=True)
     return _finish(result, start)
@@ -308,12 +323,17 @@ def _grade_notebook(job: Job, nb: nbformat.NotebookNode, env_dir: Path, executed
     work, answers, runtime = env_dir / "work", env_dir / "work" / ".grader-answers", env_dir / "work" / ".rt"
     for folder in (work, answers, runtime):
         folder.mkdir()
-    limits = Limits(**{**job.limits, "audit_log": str(env_dir / "audit.log")})
+    pid_file = env_dir / "sandbox.pid"
+    limits = Limits(**{**job.limits, "audit_log": str(env_dir / "audit.log"),
+                       "sandbox_file": str(pid_file) if job.sandbox else None})
     limits.save(env_dir / "limits.json")
     if limits.user:
         env_dir.chmod(0o711)
         for folder in (work, answers, runtime):
             shutil.chown(folder, limits.user)
+    if job.sandbox:
+        isolation.open_sandbox(work, pid_file, job.network, user_namespace=not limits.user,
+                               hide=[*limits.hidden, *job.checks])
     spec = env_dir / "kernels" / KERNEL
     spec.mkdir(parents=True)
     argv = command(env_dir / "limits.json", "ipykernel_launcher", "-f", "{connection_file}")
@@ -332,6 +352,7 @@ def _grade_notebook(job: Job, nb: nbformat.NotebookNode, env_dir: Path, executed
     finally:
         watchdog.cancel()
     if run.reached_grader:
+        isolation.ensure()
         results = checker.results()
         graded = results or _zero(job, "the grading process failed (a crash or the memory limit)")
     else:
@@ -343,9 +364,13 @@ def _grade_notebook(job: Job, nb: nbformat.NotebookNode, env_dir: Path, executed
         if "ran past" in q["message"] and q["points"] == 0:
             run.note("timeout", f"the check of {qid} ran past {job.check_timeout:g} s")
     audit = _audit(env_dir / "audit.log")
-    if audit:
-        run.note("invalid", "touched files it may not: " + ", ".join(audit))
-        graded = _zero(job, "no points: the notebook read or wrote grader files (" + "; ".join(audit) + ")")
+    connects = [line for line in audit if line.startswith("connect ")]
+    if connects:
+        run.note("error", "blocked (no network while grading): " + "; ".join(connects))
+    if audit := [line for line in audit if line not in connects]:
+        run.note("invalid", _blocked(audit, job.sandbox))
+        graded = _zero(job, "no points: the notebook tried to reach other students' or the grader's files "
+                       "or processes (" + "; ".join(audit) + ")")
     status = max((kind for kind, _ in run.incidents), key=SEVERITY.index, default="ok")
     texts = [text for _, text in sorted(run.incidents, key=lambda i: -SEVERITY.index(i[0]))]  # worst first
     message = "; ".join(texts[:8]) + (f"; and {len(texts) - 8} more" if len(texts) > 8 else "")
@@ -377,6 +402,7 @@ def serve(job: dict, conn: Connection) -> None:
     log = os.open(out / "log.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(log, 1), os.dup2(log, 2)
     os.environ.update(job.env)
+    isolation.die_with_parent(os.getppid())
     processes.become_subreaper()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     logging.getLogger("papermill").setLevel(logging.ERROR)
