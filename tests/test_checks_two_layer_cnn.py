@@ -118,10 +118,12 @@ def test_layer_parameters_mistakes_get_their_message(answer, fragment):
 
 # ---------- make_two_layer_cnn ----------
 
-def sequential_cnn(final=None, dropout=True) -> nn.Sequential:
+def sequential_cnn(final=None, dropout=True, first=None, second=None) -> nn.Sequential:
+    """The reference as nn.Sequential; `first` and `second` replace its two dropout layers."""
+    first = first or nn.Dropout(0.25 if dropout else 0.0)
+    second = second or nn.Dropout(0.5 if dropout else 0.0)
     layers = [nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Conv2d(8, 16, 3), nn.ReLU(), nn.MaxPool2d(2),
-              nn.Dropout(0.25 if dropout else 0.0), nn.Flatten(), nn.Linear(2304, 64), nn.ReLU(),
-              nn.Dropout(0.5 if dropout else 0.0), nn.Linear(64, 10)]
+              first, nn.Flatten(), nn.Linear(2304, 64), nn.ReLU(), second, nn.Linear(64, 10)]
     return nn.Sequential(*layers, *([final] if final else []))
 
 
@@ -164,6 +166,11 @@ def test_model_check_accepts_class_sequential_and_functional_styles(answer):
 
 @pytest.mark.parametrize("answer, fragment", [
     (lambda: sequential_cnn(dropout=False), "dropout is missing"),
+    (lambda: sequential_cnn(second=nn.Identity()), "also has nn.Dropout(0.5) on fc1's 64 outputs"),
+    (lambda: sequential_cnn(second=nn.Dropout(0.25)), "p = 0.25 on (16, 12, 12); p = 0.25 on (64,)"),
+    (lambda: sequential_cnn(first=nn.Dropout2d(0.25)), "your model runs dropout2d: that drops whole channels"),
+    (lambda: sequential_cnn(first=nn.Identity(), second=nn.Dropout(0.5, inplace=True)),
+     "also has nn.Dropout(0.25) on the pooled (16, 12, 12) map"),
     (lambda: sequential_cnn(final=nn.Softmax(dim=1)), "a softmax was added"),
     (lambda: sequential_cnn(final=nn.LogSoftmax(dim=1)), "a softmax was added"),
     (lambda: FunctionalCNN(dropout_follows_mode=False), "dropout stays on after model.eval()"),
@@ -197,6 +204,32 @@ def step_model_zero_grad(model, optimizer, X, y):
 def no_zero_grad(model, optimizer, X, y):
     loss = F.cross_entropy(model(X), y)
     loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def zero_grad_between_backward_and_step(model, optimizer, X, y):
+    model.train()
+    loss = F.cross_entropy(model(X), y)
+    loss.backward()
+    optimizer.zero_grad()
+    optimizer.step()
+    return loss.item()
+
+
+def zero_grad_between_backward_and_step_kept(model, optimizer, X, y):
+    model.train()
+    loss = F.cross_entropy(model(X), y)
+    loss.backward()
+    optimizer.zero_grad(set_to_none=False)
+    optimizer.step()
+    return loss.item()
+
+
+def no_backward(model, optimizer, X, y):
+    model.train()
+    optimizer.zero_grad()
+    loss = F.cross_entropy(model(X), y)
     optimizer.step()
     return loss.item()
 
@@ -243,7 +276,10 @@ def test_train_step_accepts_right_steps_without_warnings(answer):
 
 @pytest.mark.parametrize("answer, fragment", [
     (no_zero_grad, "zero_grad"),
-    (no_step, "the update was never applied"),
+    (no_step, "optimizer.step() was never called, so the update was never applied"),
+    (zero_grad_between_backward_and_step, "the gradients were cleared before optimizer.step() could use them"),
+    (zero_grad_between_backward_and_step_kept, "the gradients were cleared before optimizer.step() could use them"),
+    (no_backward, "loss.backward() was never called"),
     (summed_loss, "mean cross-entropy over the batch"),
     (returns_tensor_without_zero_grad, "returned the loss tensor"),
 ])

@@ -136,6 +136,48 @@ def check_layer_parameters(predicted) -> str:
     return "conv1 80, conv2 1,168, fc1 147,520: your predictions are right; fc1 holds 98.7 % of the parameters."
 
 
+class DropoutCalls(TorchFunctionMode):
+    """Records the dropout functions run while active, as 'name p shape' entries joined by '; ' (plain data)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = ""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        if "dropout" in name and args and isinstance(args[0], torch.Tensor):
+            p = args[1] if len(args) > 1 else kwargs.get("p", 0.5)
+            training = args[2] if len(args) > 2 else kwargs.get("training", kwargs.get("train", True))
+            if training:
+                entry = f"{name} {float(p):g} {tuple(args[0].shape[1:])}"
+                self.calls = f"{self.calls}; {entry}" if self.calls else entry
+        return func(*args, **kwargs)
+
+
+DROPOUTS = {"0.25 (16, 12, 12)": "nn.Dropout(0.25) on the pooled (16, 12, 12) map",
+            "0.5 (64,)": "nn.Dropout(0.5) on fc1's 64 outputs, after its ReLU"}
+
+
+def _check_dropouts(model: nn.Module, X: torch.Tensor) -> None:
+    """A Mistake unless the model in train mode runs element-wise dropout 0.25 on the map and 0.5 on fc1's output."""
+    model.train()
+    with DropoutCalls() as seen, torch.no_grad():
+        model(X.clone())
+    calls = [c.split(" ", 2) for c in seen.calls.split("; ") if c]
+    other = sorted({name for name, _, _ in calls if name not in ("dropout", "dropout_")})
+    if other:
+        raise Mistake(f"your model runs {', '.join(other)}: that drops whole channels (or is another kind), but the "
+                      "description's dropout is element-wise, each number dropped on its own.",
+                      "use nn.Dropout(p) (or F.dropout(x, p, training=self.training)), not nn.Dropout2d.")
+    found = [f"{p} {shape}" for _, p, shape in calls]
+    missing = [what for key, what in DROPOUTS.items() if key not in found]
+    if missing:
+        ran = "; ".join(f"p = {p} on {shape}" for _, p, shape in calls) or "none"
+        raise Mistake(f"in train mode your model's dropout layers are: {ran}. The description also has "
+                      f"{' and '.join(missing)}.", "run hint('make_two_layer_cnn').")
+
+
 def _copy_by_shape(model: nn.Module, reference: nn.Module) -> None:
     """Copy the reference's parameters into `model`, matched by shape (the four layers' shapes all differ)."""
     ours = {tuple(p.shape): p for p in reference.parameters()}
@@ -193,7 +235,9 @@ def check_make_two_layer_cnn(make_two_layer_cnn) -> str:
     if torch.equal(a, b):
         raise Mistake("in train mode two forward passes give identical outputs: dropout is missing.",
                       "the description has two dropout layers; run hint('make_two_layer_cnn').")
-    return "149,418 parameters, output (N, 10), same logits as the reference in eval mode, dropout active in training."
+    _check_dropouts(model, X)
+    return ("149,418 parameters, output (N, 10), same logits as the reference in eval mode, element-wise dropout "
+            "0.25 and 0.5 in training.")
 
 
 def _run_steps(step_fn, X: torch.Tensor, y: torch.Tensor) -> tuple[list[Any], torch.Tensor]:
@@ -204,6 +248,26 @@ def _run_steps(step_fn, X: torch.Tensor, y: torch.Tensor) -> tuple[list[Any], to
     torch.manual_seed(1)
     returned = [step_fn(model, opt, X.clone(), y.clone()) for _ in range(2)]
     return returned, torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def _no_update_diagnosis(train_step, X: torch.Tensor, y: torch.Tensor) -> tuple[str, str]:
+    """(message, hint) for a step that left the parameters unchanged: no backward, gradients cleared, or no step."""
+    torch.manual_seed(0)
+    model = TwoLayerCNN()
+    with Watch({torch.Tensor.backward: "backward", torch.autograd.backward: "backward"}) as watch:
+        train_step(model, torch.optim.SGD(model.parameters(), lr=0.1), X.clone(), y.clone())
+    if not watch.used:
+        return ("the parameters did not change, and loss.backward() was never called: without gradients "
+                "optimizer.step() has nothing to apply.", "call loss.backward() after computing the loss, then "
+                "optimizer.step().")
+    if all(p.grad is None or not p.grad.any() for p in model.parameters()):
+        return ("the parameters did not change although loss.backward() ran: the gradients were cleared before "
+                "optimizer.step() could use them (zero_grad() between backward() and step()).",
+                "clear the old gradients first: optimizer.zero_grad(), then the loss, loss.backward(), "
+                "optimizer.step().")
+    return ("the parameters did not change although loss.backward() left gradients in .grad: optimizer.step() "
+            "was never called, so the update was never applied.",
+            "computing gradients does not move the parameters; run hint('train_step').")
 
 
 @question("train_step", NOTEBOOK, points=2, hints=(
@@ -232,8 +296,7 @@ def check_train_step(train_step) -> str:
                       "a Python float.", "return loss.item().", earned=1 if params_right else 0,
                       credit="the parameters update correctly")
     if torch.equal(params, start):
-        raise Mistake("the parameters did not change: the update was never applied.",
-                      "computing gradients does not move the parameters; run hint('train_step').")
+        raise Mistake(*_no_update_diagnosis(train_step, X, y))
     expect_close(torch.tensor(float(losses[0])), torch.tensor(want_losses[0]), "the loss of the first step",
                  "the value differs already before any update: the loss is the mean cross-entropy over the batch "
                  "of the model's logits.")
