@@ -72,7 +72,7 @@ def describe_line(line, ax: Axes) -> str:
     what = ax.get_ylabel() or "value"
     over = f" over {ax.get_xlabel() or 'x'} {number(x.min())} to {number(x.max())}" if len(x) > 1 else ""
     if len(y) == 1:
-        return f"{name}{what} {number(y[0])} at {number(x[0])}"
+        return f"{name}{what} {number(y[0])} at {ax.get_xlabel() or 'x'} {number(x[0])}"
     text = f"{name}{what}{over} ({len(y):,} points), from {number(y[0])} to {number(y[-1])}"
     if y.min() < min(y[0], y[-1]) or y.max() > max(y[0], y[-1]):
         text += f" (range {number(y.min())} to {number(y.max())})"
