@@ -313,13 +313,14 @@ def test_noise_ratio_explains_each_wrong_prediction_and_credits_writing_it_down(
 
 
 def test_adadelta_no_gap_accepts_the_letter_in_several_styles():
-    assert_right("adadelta_no_gap", ["a", "A", " a ", ["a"], solution_value("adadelta_answer")])
+    assert_right("adadelta_no_gap", ["f", "F", " f ", ["f"], solution_value("adadelta_answer")])
 
 
 def test_adadelta_no_gap_explains_each_wrong_option():
     assert_mistakes("adadelta_no_gap", {
+        "far less than the 16× the linear-scaling rule would ask": "a",
         "depends only on the number of images and the batch size": "b", "every training image once": "c",
-        "once per epoch, for both": "d", "the task cannot explain": "e", "not an option": "f",
+        "once per epoch, for both": "d", "the task cannot explain": "e", "not an option": "g",
         "answer with a letter": 1})
 
 
