@@ -8,10 +8,13 @@ x + conv(act([BN](x))) (residual "pre": pre-activation, the identity path left u
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .device import seed_everything
 from .training import train_epoch
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "sigmoid": nn.Sigmoid}
@@ -20,16 +23,16 @@ RESIDUALS = (None, "post", "pre")
 
 
 def initialise(model: nn.Module, scheme: str) -> nn.Module:
-    """Re-draw every conv and linear weight: 'default' keeps PyTorch's (uniform, Var W = 1 / (3 fan_in));
-    'xavier' N(0, 2 / (fan_in + fan_out)) (Glorot, for tanh and sigmoid); 'he' N(0, 2 / fan_in) (for ReLU).
-    Xavier and He also zero the biases. Returns the model."""
+    """Re-draw every conv and linear weight and zero every bias, so that schemes differ only in Var W:
+    'default' PyTorch's own draw (uniform, Var W = 1 / (3 fan_in)); 'xavier' N(0, 2 / (fan_in + fan_out))
+    (Glorot, for tanh and sigmoid); 'he' N(0, 2 / fan_in) (for ReLU). Returns the model."""
     if scheme not in INITS:
         raise ValueError(f"init must be one of {INITS}, not {scheme!r}.")
-    if scheme == "default":
-        return model
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
-            if scheme == "xavier":
+            if scheme == "default":
+                m.reset_parameters()
+            elif scheme == "xavier":
                 nn.init.xavier_normal_(m.weight)
             else:
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
@@ -76,18 +79,63 @@ def first_layer_grad_norm(model: nn.Sequential, X: torch.Tensor, y: torch.Tensor
     return model[0].weight.grad.norm().item()
 
 
+def layer_statistics(model: nn.Sequential, X: torch.Tensor, y: torch.Tensor) -> dict[str, list[float]]:
+    """Per layer of a `conv_stack` (the stem's activation, then each `StackLayer`), on one batch (X, y):
+    'std' and 'mean_square' of its output, and 'grad_norm', the norm of the cross-entropy gradient with
+    respect to its convolution's weight (the stem's conv for the first entry)."""
+    outputs, convs = [], [model[0]] + [m.conv for m in model if isinstance(m, StackLayer)]
+    stem_act = next(i for i, m in enumerate(model) if isinstance(m, tuple(ACTIVATIONS.values())))
+    watched = [model[stem_act]] + [m for m in model if isinstance(m, StackLayer)]
+    handles = [m.register_forward_hook(lambda module, inputs, out: outputs.append(out.detach())) for m in watched]
+    try:
+        model.train()
+        model.zero_grad()
+        F.cross_entropy(model(X.contiguous(memory_format=torch.channels_last)), y).backward()
+    finally:
+        for h in handles:
+            h.remove()
+    return {"std": [o.std().item() for o in outputs], "mean_square": [o.pow(2).mean().item() for o in outputs],
+            "grad_norm": [c.weight.grad.norm().item() for c in convs]}
+
+
+def layer_factor(mean_squares: list[float]) -> float:
+    """Geometric mean over layers of ms_l / ms_(l-1): the factor by which one layer multiplies E[x²]."""
+    ratios = [b / a for a, b in zip(mean_squares, mean_squares[1:])]
+    return math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+
+
 def train_steps(model: nn.Module, X: torch.Tensor, y: torch.Tensor, steps: int, batch_size: int = 64,
                 lr: float = 0.05, seed: int = 1) -> list[float]:
-    """Train `steps` SGD steps (momentum 0.9) on shuffled batches of (X, y) with the course's
-    `train_epoch`; return the per-step training losses. Needs len(X) >= steps * batch_size."""
-    if len(X) < steps * batch_size:
-        raise ValueError(f"{steps} steps of {batch_size} need {steps * batch_size} images, got {len(X)}.")
+    """Train `steps` SGD steps (momentum 0.9) on batches of (X, y), reshuffled (by `seed`) on every pass
+    through the data, with the course's `train_epoch`; return the per-step training losses."""
+    if steps < 1 or len(X) == 0:
+        raise ValueError(f"train_steps needs steps >= 1 and some images, got steps={steps} and {len(X)} images.")
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     generator = torch.Generator().manual_seed(seed)
     n = steps * batch_size
-    X = X[:n].contiguous(memory_format=torch.channels_last)
-    losses, _ = train_epoch(model, X, y[:n], optimizer, batch_size, generator)
+    order = torch.cat([torch.randperm(len(X), generator=generator) for _ in range(-(-n // len(X)))])[:n]
+    losses, _ = train_epoch(model, X[order].contiguous(memory_format=torch.channels_last), y[order],
+                            optimizer, batch_size)
     return losses
+
+
+def train_at_best_rate(make_stack, X: torch.Tensor, y: torch.Tensor, steps: int, rates: tuple[float, ...],
+                       seed: int = 1) -> tuple[float, list[float], nn.Module]:
+    """Train a fresh `make_stack()` (built after seeding with `seed`) for `steps` SGD steps at each rate and
+    keep the one with the lowest final training loss (`final_loss`): return (rate, its losses, its model)."""
+    runs = []
+    for lr in rates:
+        seed_everything(seed)
+        model = make_stack()
+        runs.append((lr, train_steps(model, X, y, steps, lr=lr, seed=seed), model))
+    finite = lambda v: v if math.isfinite(v) else math.inf                # a diverged run (nan) is never kept
+    return min(runs, key=lambda run: finite(final_loss(run[1])))
+
+
+def final_loss(losses: list[float]) -> float:
+    """Mean training loss over the last fifth of the steps."""
+    tail = losses[-max(1, len(losses) // 5):]
+    return sum(tail) / len(tail)
 
 
 def dead_fraction(model: nn.Sequential, X: torch.Tensor) -> float:
