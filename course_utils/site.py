@@ -5,7 +5,8 @@
     python -m course_utils.site --course DIR --out build/site
 
 Sphinx with MyST-NB renders the stored outputs (nothing is executed) and the Furo theme, whose styles,
-scripts and search ship inside the Python package, so the build reads nothing from the network. The
+scripts and search ship inside the Python package, with MathJax copied from the sphinx-mathjax-offline
+package: neither the build nor a reader's browser fetches anything from the network. The
 landing page reads from each executed lecture its title, its first paragraph, its reading time (words
 at 150 a minute), how long its run took and its headline result. Open build/site/index.html.
 """
@@ -40,7 +41,7 @@ window.addEventListener("resize", courseTabStops);
 """
 CONF = '''project = "CNN course"
 copyright = "the CNN course authors; text and figures CC BY 4.0, code MIT"
-extensions = ["myst_nb", "course_utils.site"]
+extensions = ["myst_nb", "sphinx-mathjax-offline", "course_utils.site"]
 html_theme = "furo"
 html_title = "CNN course"
 html_show_sourcelink = False

@@ -1,8 +1,8 @@
-"""The course runner: a notebook is ok only when it reaches its headline."""
+"""The course runner: a notebook is ok only when it reaches its headline; it shows progress, quietly."""
 import nbformat
-from nbformat.v4 import new_code_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from course_utils.run_notebooks import RunResult, format_table, run_notebook
+from course_utils.run_notebooks import RunResult, format_table, main, run_notebook, section_titles
 
 
 def write_notebook(path, *sources):
@@ -36,3 +36,17 @@ def test_table_lists_every_notebook():
     table = format_table([RunResult("a.ipynb", "ok", 1.5, "x"), RunResult("b.ipynb", "error: E", 2.0, "")])
     assert table.splitlines()[1].split()[:3] == ["a.ipynb", "ok", "1.5"]
     assert "error: E" in table.splitlines()[2]
+
+
+def test_course_run_shows_progress_sections_and_headline_and_no_transport_warning(tmp_path, capfd):
+    nb = write_notebook(tmp_path / "sections.ipynb", "from course_utils.notebook import headline")
+    nb_node = nbformat.read(nb, as_version=4)
+    nb_node.cells[1:1] = [new_markdown_cell("# Title\n\nintro"), new_markdown_cell("## 2. The second part")]
+    nb_node.cells.append(new_code_cell("headline('done in the second part')"))
+    nbformat.write(nb_node, nb)
+    assert section_titles(nb_node)[nb_node.cells[-1].id] == "2. The second part"
+    assert main([str(nb), "--smoke", "--kernel", "python3", "--out", str(tmp_path / "out")]) == 0
+    out, err = capfd.readouterr()
+    assert "sections · 2. The second part" in out and "3/3" in out           # the bar: section and cells
+    assert "✓ sections.ipynb in " in out and ": done in the second part" in out
+    assert "without encryption" not in out + err

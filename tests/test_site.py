@@ -60,6 +60,7 @@ def pages(built):
             requests.clear()
             page.goto(html.as_uri())
             page.wait_for_load_state("load")
+            page.evaluate("() => window.MathJax?.startup?.promise")             # the formulas typeset
             links = page.eval_on_selector_all("a[href]", "as => as.map(a => a.href)")
             alts = page.eval_on_selector_all("main img, article img", "is => is.map(i => i.getAttribute('alt'))")
             page.add_script_tag(content=axe)
