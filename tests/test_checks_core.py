@@ -61,7 +61,8 @@ def test_each_state_prints_its_emoji_and_its_word(registry, capsys):
     assert states == ["pass", "part", "fail", "todo", "written"]
     assert [line.split("[")[0].strip() for line in out if line[:1] in "✅🟡❌⏳✍"] == \
         ["✅ PASS", "🟡 PART", "❌ FAIL", "⏳ TODO", "✍ WRITTEN"]
-    assert "recorded for your instructor" in out[-1] and "points)" not in out[-1]
+    written = " ".join(out[[i for i, line in enumerate(out) if line.startswith("✍")][0]:])
+    assert "recorded for your instructor" in written and "points)" not in written
 
 
 def test_partial_credit_is_clamped_to_the_questions_points_and_says_what_earned_it(registry):
@@ -210,3 +211,96 @@ def test_written_questions_match_the_tagged_cells_of_the_sheets(notebook):
 def test_every_question_has_at_least_two_hint_tiers(notebook):
     for q in questions_for(notebook) + written_for(notebook):
         assert len(q.hints) >= (1 if q.kind == "written" else 2), q.id
+
+
+# ---------- what a student sees in a notebook: printed once, wrapped, the input named ----------
+
+def jupyter_shows(value) -> tuple:
+    """What Jupyter displays for a cell whose last expression is `value` (an empty bundle: nothing)."""
+    from IPython.core.formatters import DisplayFormatter
+    return DisplayFormatter().format(value)
+
+
+def test_hint_prints_once_and_jupyter_displays_nothing_more(registry, capsys):
+    text = hint("double")
+    out = capsys.readouterr().out
+    assert out.count("HINT 1/2 [double]") == 1 and text.startswith("💡 HINT 1/2 [double]")
+    assert jupyter_shows(text) == ({}, {})
+    assert jupyter_shows("a plain str")[0]                  # the helper does see what a plain value shows
+
+
+def test_a_mistyped_id_gets_the_nearest_id_and_only_this_sheets_ids(registry, capsys):
+    space = student("def double(x):\n    return 2 * x\n")
+    space.update(hint=hint, check=check)
+    exec("text = hint('dubble')", space)
+    assert space["text"] == "unknown question id 'dubble'. Did you mean 'double'? This sheet's ids " \
+                           f"({NOTEBOOK}): double, half, why_double."
+    exec("result = check('output size')", space)
+    assert "Did you mean 'output_size'?" in space["result"].message and "output_size," not in space["result"].message
+
+
+def test_check_all_returns_nothing_jupyter_displays_and_fits_the_width(registry, capsys):
+    @question("wordy", NOTEBOOK)
+    def check_wordy(wordy):
+        raise Mistake("a long explanation " * 12)
+    results = check_all(namespace=student("def wordy():\n    pass\nhalf = 0.5\n"))
+    assert [r.state for r in results] == ["todo", "pass", "fail", "written"]
+    assert jupyter_shows(results) == ({}, {})
+    assert all(len(line) <= checks.WIDTH for line in capsys.readouterr().out.splitlines())
+
+
+def test_long_messages_wrap_at_word_boundaries(registry, capsys):
+    words = "the gradient of every point" + " is checked against autograd's in float64 at every point" * 5
+
+    @question("wordy", NOTEBOOK)
+    def check_wordy(wordy):
+        raise Mistake(words, "a hint that is long enough to wrap as well, " * 4)
+    check("wordy", lambda: None)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) > 3 and all(len(line) <= checks.WIDTH for line in lines)
+    assert " ".join(" ".join(lines).split()).startswith(f"❌ FAIL [wordy] {words}")   # no word cut in two
+
+
+def test_check_without_an_answer_takes_it_from_the_notebook_or_says_it_is_not_defined(registry, capsys):
+    space = student("half = 0.5\n")
+    space["check"] = check
+    exec("missing = check('double')\nfound = check('half')", space)
+    assert space["missing"].state == "todo" and space["found"].state == "pass"
+    assert space["missing"].message.startswith("not defined yet: this notebook has no `double`. Run the cell that "
+                                               "defines it first")
+
+
+def written_sheet(path, text: str | None):
+    """A saved notebook with the written-answer cell of why_double holding `text` (None: no such cell)."""
+    cells = [nbformat.v4.new_markdown_cell("Why double?")]
+    if text is not None:
+        cells.append(nbformat.v4.new_markdown_cell(text, metadata={"tags": ["written-answer"],
+                                                                   "written_question": "why_double"}))
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
+
+
+@pytest.mark.parametrize("text, says", [
+    (PLACEHOLDER, "not answered yet: the saved notebook's answer cell above still says YOUR ANSWER HERE"),
+    ("", "not answered yet"),
+    ("Because two is twice one.", "recorded for your instructor"),
+    (None, "not answered yet: the saved notebook has no written-answer cell for 'why_double'"),
+])
+def test_a_written_check_reads_the_saved_answer_cell(registry, tmp_path, monkeypatch, text, says):
+    written_sheet(tmp_path / "sheet.ipynb", text)
+    monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "sheet.ipynb"))        # as JupyterLab starts a kernel
+    result = check("why_double")
+    assert result.written and result.message.startswith(says), result.message
+
+
+def test_an_error_in_student_code_names_the_call_and_its_common_cause(registry):
+    from course_utils.checks.tools import calling
+
+    @question("reshape_it", NOTEBOOK)
+    def check_reshape_it(reshape_it):
+        with calling("reshape_it(x of shape (42,))"):
+            reshape_it(torch.zeros(42))
+        return "fine"
+    message = grade("reshape_it", student("def f(x):\n    return x.reshape(4, 3)\n")["f"]).message
+    assert message.startswith("your code raised RuntimeError: shape '[4, 3]' is invalid for input of size 42")
+    assert "\n   Called as: reshape_it(x of shape (42,)).\n   Hint: a reshape or view asked for a shape" in message
+    assert "Called as" not in grade("double", student("def f(x):\n    return x / 0\n")["f"]).message

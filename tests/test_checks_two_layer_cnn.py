@@ -182,6 +182,15 @@ def test_model_check_rejects_wrong_models(answer, fragment):
     failed_with("make_two_layer_cnn", answer, fragment)
 
 
+def test_a_missing_flatten_names_the_input_and_the_fix():
+    def no_flatten():
+        return nn.Sequential(*[layer for layer in sequential_cnn() if not isinstance(layer, nn.Flatten)])
+    result = failed_with("make_two_layer_cnn", no_flatten,
+                         "mat1 and mat2 shapes cannot be multiplied (960x12 and 2304x64)")
+    assert "Called as: model(X) in eval mode, X a batch of 5 images of shape (5, 1, 28, 28)." in result.message
+    assert "flatten the map to (N, features), torch.flatten(x, 1) or nn.Flatten()" in result.message
+
+
 # ---------- train_step ----------
 
 def step_set_to_none(model, optimizer, X, y):

@@ -412,6 +412,30 @@ def test_conv2d_checks_name_each_mistake(qid, answer, says):
     assert "out[i, j] =" not in result.message
 
 
+def unfold_conv(image, kernel, stride, padding, unfold_stride, rows_first=True):
+    """A vectorised conv2d through F.unfold with the patches taken at `unfold_stride`, reshaped (rows, cols) or not."""
+    k = kernel.shape[0]
+    out_h, out_w = ((side + 2 * padding - k) // stride + 1 for side in image.shape)
+    patches = F.unfold(image[None, None], k, padding=padding, stride=unfold_stride)[0]
+    return (kernel.reshape(1, -1) @ patches).reshape((out_h, out_w) if rows_first else (out_w, out_h))
+
+
+def test_a_swapped_reshape_gets_a_message_true_for_vectorised_code():
+    swapped = lambda image, kernel, stride=1, padding=0: unfold_conv(image, kernel, stride, padding, stride, False)
+    result = failed_with("conv2d_fast", swapped, "conv2d_fast(image 6x7, kernel 3x3, stride=1, padding=0) in float64: "
+                         "shape (5, 4), expected (4, 5): the right values in the right order, cut into rows of the "
+                         "wrong length")
+    assert "range()" not in result.message and "reshape(out_h, out_w), rows first" in result.message
+
+
+def test_a_stride_forgotten_in_unfold_names_the_input_and_the_cause():
+    no_stride = lambda image, kernel, stride=1, padding=0: unfold_conv(image, kernel, stride, padding, 1)
+    result = failed_with("conv2d_fast", no_stride, "your code raised RuntimeError: shape '[4, 3]' is invalid for "
+                         "input of size 42")
+    assert "Called as: conv2d_fast(image 9x8, kernel 3x3, stride=2, padding=0) in float64." in result.message
+    assert "(a forgotten stride= gives more)" in result.message
+
+
 def test_a_flip_is_named_at_the_first_failing_case_even_with_a_second_bug():
     """Flipped and ignoring the stride: only the flip shows at stride 1, the first case."""
     both = with_slip(lambda x, w, s, p: (x, w.flip(0, 1), 1, p))

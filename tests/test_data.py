@@ -192,7 +192,8 @@ def test_validation_split_is_a_sixth_and_disjoint(mnist):
     n = len(mnist.X_train)
     assert len(data.X_val) == n // 6 and len(data.X_train) == n - n // 6
     if mnist.is_full:                                       # the full MNIST: images 50,000-59,999, as always
-        assert torch.equal(data.X_val, mnist.X_train[n - n // 6:]) and torch.equal(data.y_val, mnist.y_train[n - n // 6:])
+        assert torch.equal(data.X_val, mnist.X_train[n - n // 6:])
+        assert torch.equal(data.y_val, mnist.y_train[n - n // 6:])
     small = data.subset(1000, 500)                          # a training subset keeps the whole validation set
     assert len(small.X_val) == n // 6 and len(small.X_test) == 500
     key = lambda X: {bytes(img.numpy()) for img in (X * 255).round().to(torch.uint8)}

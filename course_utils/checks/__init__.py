@@ -7,9 +7,12 @@ credit). `check` turns everything else (a stub's NotImplementedError, None, a cr
 type inside the student's code) into a message: it never raises, so the notebook runs on. It
 also reports the warnings the student's code raised while it was checked.
 
-Written questions (`written_question(...)`) are graded by hand: their check says so. In a
-notebook, `check_all()` prints every question of that notebook with its state, and
-`hint(question_id)` gives that question's hints one tier per call, the formula last.
+Written questions (`written_question(...)`) are graded by hand: their check says so, or, in
+JupyterLab, that the saved notebook's answer cell still holds the placeholder. In a notebook,
+`check_all()` prints every question of that notebook with its state, and `hint(question_id)` gives
+that question's hints one tier per call, the formula last; both return values that Jupyter does not
+display again. `check(question_id)` without an answer takes the answer from the notebook's names.
+Printed messages wrap at word boundaries to `WIDTH` columns.
 
 The grader (`course_utils.grade`) runs each grader twice: in a child process against a stand-in
 that runs and records the student's code, then in the process that decides the points against
@@ -20,10 +23,14 @@ the student's code never received.
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
+import os
 import pkgutil
+import re
 import sysconfig
+import textwrap
 import traceback
 import warnings
 from dataclasses import dataclass, replace
@@ -31,7 +38,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 NOT_ATTEMPTED = "not attempted yet"
+NOT_DEFINED = "not defined yet"
 WRITTEN_NOTE = "recorded for your instructor: graded by hand from the written-answer cell above"
+NOT_ANSWERED = ("not answered yet: the saved notebook's answer cell above still says YOUR ANSWER HERE. Write your "
+                "answer there, save (Ctrl+S) and run this check again.")
+WIDTH = 100                                     # columns of a notebook's output at its default width
+_MISSING = object()
 MARKS = {"pass": "✅ PASS", "part": "🟡 PART", "fail": "❌ FAIL", "todo": "⏳ TODO", "written": "✍ WRITTEN"}
 _LIBRARIES = tuple(sorted({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}))
 _QUIET_WARNINGS = (DeprecationWarning, PendingDeprecationWarning)
@@ -103,6 +115,50 @@ class CheckResult:
     def mark(self) -> str:
         """The emoji and the word shown for this state (the word for screens without emoji)."""
         return MARKS[self.state]
+
+
+class Quiet(str):
+    """A str that Jupyter does not display as a cell's value (it was printed already)."""
+
+    def _ipython_display_(self) -> None:
+        """Display nothing."""
+
+
+class Results(list):
+    """check_all's list of CheckResult, which Jupyter does not display as a cell's value (the table is printed)."""
+
+    def _ipython_display_(self) -> None:
+        """Display nothing."""
+
+
+def wrap(text: str, width: int = WIDTH) -> str:
+    """`text` with every line wrapped at word boundaries to `width` columns, continuations indented as the line."""
+    lines = []
+    for line in text.splitlines() or [""]:
+        indent = re.match(r"\s*", line)[0] + "   "
+        lines.append(textwrap.fill(line, width, subsequent_indent=indent, break_long_words=False,
+                                   break_on_hyphens=False) if len(line) > width else line)
+    return "\n".join(lines)
+
+
+COMMON_ERRORS = {
+    "is invalid for input of size": "a reshape or view asked for a shape that holds a different number of values "
+        "than the tensor has. Print the shape before it: after F.unfold there are as many patches as output "
+        "pixels only when its kernel size, padding and stride are the convolution's (a forgotten stride= gives "
+        "more).",
+    "mat1 and mat2 shapes cannot be multiplied": "a matrix product or linear layer got inputs whose inner sizes "
+        "differ. Before a linear layer flatten the map to (N, features), torch.flatten(x, 1) or nn.Flatten(), "
+        "and check its in_features.",
+    "must match the size of tensor": "two tensors combined element-wise have different shapes: print both shapes.",
+    "Expected 3D (unbatched) or 4D (batched) input": "convolution and pooling layers take (N, C, H, W) images: "
+        "add the batch and channel dimensions, e.g. image[None, None].",
+}
+
+
+def _common_cause(err: BaseException) -> str:
+    """A hint for an error message that usually has one cause, or ''."""
+    text = str(err)
+    return next((hint for pattern, hint in COMMON_ERRORS.items() if pattern in text), "")
 
 
 QUESTIONS: dict[str, Question] = {}
@@ -215,8 +271,54 @@ def _run_grader(q: Question, answer: Any) -> CheckResult:
     except (Exception, SystemExit) as err:
         where = getattr(err, "student_where", None)       # set on errors replayed by the grader
         where = where if isinstance(where, str) else _student_frame(traceback.extract_tb(err.__traceback__))
-        return fail(f"your code raised {type(err).__name__}: {err}{where}")
+        called = getattr(err, "student_call", None)       # set by tools.calling around a call into student code
+        called = f"\n   Called as: {called}." if isinstance(called, str) else ""
+        cause = _common_cause(err)
+        return fail(f"your code raised {type(err).__name__}: {err}{where}{called}"
+                    + (f"\n   Hint: {cause}" if cause else ""))
     return CheckResult(q.id, True, q.max_points, q.max_points, verified)
+
+
+def _saved_written_answer(qid: str) -> str | None:
+    """'answered', 'empty' or 'no cell' for written question `qid` in the notebook JupyterLab opened this
+    kernel for (as last saved); None where that notebook is unknown (papermill, the grader, a console)."""
+    path = os.environ.get("JPY_SESSION_NAME", "")
+    if not path.endswith(".ipynb") or not os.path.isfile(path):
+        return None
+    import nbformat
+
+    from ..grading.written import PLACEHOLDER
+    try:
+        cells = nbformat.read(path, as_version=4).cells
+    except Exception:                         # a notebook being written, or not one: say nothing about it
+        return None
+    texts = [c.source.strip() for c in cells if c.get("metadata", {}).get("written_question") == qid]
+    if not texts:
+        return "no cell"
+    return "answered" if any(t and t != PLACEHOLDER for t in texts) else "empty"
+
+
+def _written_result(qid: str) -> CheckResult:
+    """The check of a written question: recorded for the instructor, or not answered yet."""
+    state = _saved_written_answer(qid)
+    no_cell = (f"{NOT_ANSWERED.split(':')[0]}: the saved notebook has no written-answer cell for {qid!r} "
+               "(deleted?); get it back from a fresh copy of the sheet.")
+    message = {"empty": NOT_ANSWERED, "no cell": no_cell}.get(state, WRITTEN_NOTE)
+    return CheckResult(qid, False, 0.0, WRITTEN[qid].max_points, message, written=True)
+
+
+def _unknown(qid: str, namespace: dict[str, Any] | None = None) -> str:
+    """The message for an unknown question id: the nearest id, and the ids of this sheet (or of all sheets)."""
+    every = sorted([*QUESTIONS, *WRITTEN])
+    near = difflib.get_close_matches(qid, every, n=1, cutoff=0.6)
+    try:
+        notebook = _notebook_of(namespace) if namespace else None
+    except ValueError:
+        notebook = None
+    listed = ([q.id for q in questions_for(notebook)] + [w.id for w in written_for(notebook)]) if notebook else every
+    where = f"this sheet's ids ({notebook})" if notebook else "known ids"
+    guess = f" Did you mean {near[0]!r}?" if near else ""
+    return f"unknown question id {qid!r}.{guess} {where.capitalize()}: {', '.join(listed)}."
 
 
 def grade(qid: str, answer: Any) -> CheckResult:
@@ -224,9 +326,8 @@ def grade(qid: str, answer: Any) -> CheckResult:
     q = load_all().get(qid)
     if q is None:
         if qid in WRITTEN:
-            return CheckResult(qid, False, 0.0, WRITTEN[qid].max_points, WRITTEN_NOTE, written=True)
-        known = ", ".join(sorted(QUESTIONS))
-        return CheckResult(qid, False, 0.0, 0.0, f"unknown question id {qid!r}; known ids: {known}")
+            return _written_result(qid)
+        return CheckResult(qid, False, 0.0, 0.0, _unknown(qid))
     if answer is None or answer is Ellipsis:
         return CheckResult(qid, False, 0.0, q.max_points, f"{NOT_ATTEMPTED}: `{q.answer_name}` is {answer!r}.",
                            attempted=False)
@@ -238,14 +339,27 @@ def grade(qid: str, answer: Any) -> CheckResult:
 
 
 def _show(result: CheckResult) -> None:
-    """Print one check line: mark and word, question id, message, points."""
+    """Print one check line: mark and word, question id, message, points; wrapped to WIDTH."""
     points = "" if result.written else f"  ({result.points:g}/{result.max_points:g} points)"
-    print(f"{result.mark} [{result.question}] {result.message}{points}")
+    print(wrap(f"{result.mark} [{result.question}] {result.message}{points}"))
 
 
-def check(qid: str, answer: Any = None) -> CheckResult:
-    """Grade `answer` for question `qid`, print the mark with the message, and return the result."""
-    result = grade(qid, answer)
+def check(qid: str, answer: Any = _MISSING) -> CheckResult:
+    """Grade `answer` for question `qid`, print the mark with the message, and return the result.
+
+    Without `answer`, the answer is the notebook's name for it (e.g. `output_size`), if defined."""
+    namespace = inspect.currentframe().f_back.f_globals
+    q = load_all().get(qid)
+    if answer is not _MISSING:
+        result = grade(qid, answer)
+    elif q is None and qid not in WRITTEN:
+        result = CheckResult(qid, False, 0.0, 0.0, _unknown(qid, namespace))
+    elif q is not None and q.answer_name not in namespace:
+        result = CheckResult(qid, False, 0.0, q.max_points, f"{NOT_DEFINED}: this notebook has no `{q.answer_name}`. "
+                             f"Run the cell that defines it first (or pass it: check({qid!r}, {q.answer_name})).",
+                             attempted=False)
+    else:
+        result = grade(qid, namespace[q.answer_name] if q is not None else None)
     _show(result)
     return result
 
@@ -262,42 +376,44 @@ def _notebook_of(namespace: dict[str, Any]) -> str:
     return found[0]
 
 
-def check_all(notebook: str | None = None, namespace: dict[str, Any] | None = None) -> list[CheckResult]:
+def check_all(notebook: str | None = None, namespace: dict[str, Any] | None = None) -> Results:
     """Check every question of a notebook from the names defined in it, and print a table with the total.
 
     Run it as the last cell of an exercise sheet: `notebook` and `namespace` default to the sheet's.
+    It returns the list of CheckResult, which Jupyter does not display under the table.
     """
     if namespace is None:
         namespace = inspect.currentframe().f_back.f_globals
     notebook = notebook or _notebook_of(namespace)
-    results = [grade(q.id, namespace.get(q.answer_name)) for q in questions_for(notebook)]
+    results = Results(grade(q.id, namespace.get(q.answer_name)) for q in questions_for(notebook))
     results += [grade(w.id, None) for w in written_for(notebook)]
     width = max(len(r.question) for r in results)
     print(f"{notebook}: {len(results)} questions\n")
     for r in results:
-        first = r.message.splitlines()[0]
-        first = first if len(first) <= 90 else first[:89] + "…"
         points = "   by hand" if r.written else f"{r.points:>4g}/{r.max_points:<4g}"
-        print(f"{r.mark:<10} {r.question:<{width}}  {points}  {first}")
+        row = f"{r.mark:<10} {r.question:<{width}}  {points}  "
+        first, room = r.message.splitlines()[0], max(WIDTH - len(row), 30)
+        first = first if len(first) <= room else first[:room - 1].rsplit(" ", 1)[0] + " …"
+        print(row + first)
     auto = [r for r in results if not r.written]
     counts = {s: sum(r.state == s for r in results) for s in MARKS}
-    print(f"\n{sum(r.points for r in auto):g} of {sum(r.max_points for r in auto):g} automatic points; "
-          + ", ".join(f"{n} {MARKS[s].split()[1].lower()}" for s, n in counts.items() if n)
-          + "; written answers are graded by hand.")
+    print(wrap(f"\n{sum(r.points for r in auto):g} of {sum(r.max_points for r in auto):g} automatic points; "
+               + ", ".join(f"{n} {MARKS[s].split()[1].lower()}" for s, n in counts.items() if n)
+               + "; written answers are graded by hand."))
     return results
 
 
-def hint(qid: str) -> str:
-    """Print the next hint for question `qid` (one more tier per call) and return it."""
+def hint(qid: str) -> Quiet:
+    """Print the next hint for question `qid` (one more tier per call) and return it (Jupyter shows it once)."""
     load_all()
     q = QUESTIONS.get(qid) or WRITTEN.get(qid)
     if q is None:
-        text = f"unknown question id {qid!r}; known ids: {', '.join(sorted([*QUESTIONS, *WRITTEN]))}"
+        text = _unknown(qid, inspect.currentframe().f_back.f_globals)
     elif not q.hints:
         text = f"[{qid}] has no hints: read the exercise text again, then run its check."
     else:
         shown = _HINTS_SHOWN[qid] = min(_HINTS_SHOWN.get(qid, 0) + 1, len(q.hints))
         last = "  (that is the last hint)" if shown == len(q.hints) else f"  (call hint({qid!r}) again for more)"
         text = f"💡 HINT {shown}/{len(q.hints)} [{qid}] {q.hints[shown - 1]}{last}"
-    print(text)
-    return text
+    print(wrap(text))
+    return Quiet(text)

@@ -14,7 +14,7 @@ from torch import nn
 from ..kernels import output_size as output_size_reference
 from . import Mistake, question, written_question
 from .conv_backward import CONV_BUILTINS, check_conv2d_backward, check_same_conv
-from .tools import Watch, as_tensor, expect_choice, expect_count, expect_shape, forbid, is_integer, source_of
+from .tools import Watch, as_tensor, calling, expect_choice, expect_count, expect_shape, forbid, is_integer, source_of
 
 NOTEBOOK = "01_convolution_kernels"
 # (image height, width, kernel side, stride, padding, dtype): strides that do not divide evenly,
@@ -217,8 +217,10 @@ def _run_conv_cases(conv2d: Callable[..., Any], name: str) -> str:
         cases.append((image, kernel, s, p, _slip_outputs(image, kernel, s, p)))
     answers = []
     with Watch(CONV_BUILTINS) as watch:
-        for (image, kernel, s, p, _), (*_, dtype) in zip(cases, CONV_CASES):
-            answers.append(conv2d(image.to(dtype, copy=True), kernel.to(dtype, copy=True), stride=s, padding=p))
+        for (image, kernel, s, p, _), case in zip(cases, CONV_CASES):
+            with calling(_case_name(name, case)):
+                image, kernel = image.to(case[-1], copy=True), kernel.to(case[-1], copy=True)
+                answers.append(conv2d(image, kernel, stride=s, padding=p))
     forbid(watch.used, name, "loop over output pixels, or gather the patches (F.unfold) and use one matrix product.")
     _forbid_library_conv(conv2d, name)
     answers = [as_tensor(a, f"{name}'s result") for a in answers]
@@ -246,9 +248,19 @@ def _conv_difference(got: torch.Tensor, want: torch.Tensor, what: str, pattern: 
     if got.squeeze().shape == want.shape:
         return Mistake(f"{lead}shape {tuple(got.shape)} keeps extra batch or channel dimensions; expected "
                        f"{tuple(want.shape)}.", "return a 2-D result, e.g. out[0, 0].")
+    if got.dim() == 2 and tuple(got.shape) == tuple(want.shape)[::-1]:
+        rows, cols = want.shape
+        how = ("the right values in the right order, cut into rows of the wrong length"
+               if _matches(got.flatten(), want.flatten()) else
+               "the result transposed" if _matches(got, want.T) else "rows and columns swapped")
+        return Mistake(f"{lead}shape {tuple(got.shape)}, expected {tuple(want.shape)}: {how}.",
+                       f"the output has out_h = {rows} rows and out_w = {cols} columns: reshape(out_h, out_w), "
+                       "rows first.")
     if got.dim() == 2 and all(abs(a - b) <= 1 for a, b in zip(got.shape, want.shape)):
+        where = ("check your range() bounds" if name == "conv2d_loops" else
+                 "check that the patches are taken with the convolution's padding and stride")
         return Mistake(f"{lead}shape {tuple(got.shape)}, expected {tuple(want.shape)}: off by one row or column.",
-                       "count the window positions per side as in output_size, and check your range() bounds.")
+                       f"count the window positions per side as in output_size, and {where}.")
     return Mistake(f"{lead}shape {tuple(got.shape)}, expected {tuple(want.shape)}.", more)
 
 
@@ -374,7 +386,7 @@ FLIP_OPTIONS = {
     "directions, kernel.flip(0, 1).",
     "Write Sobel x down and turn it by 180°: compare the result with Sobel x itself."))
 def check_flip_choice(flip_choice: Any) -> str:
-    return expect_choice(flip_choice, FLIP_OPTIONS, "b", "flip_choice")
+    return expect_choice(flip_choice, FLIP_OPTIONS, "b", "flip_choice", "run hint('flip_choice').")
 
 
 PARAMETER_LAYER = dict(in_channels=3, out_channels=16, kernel_size=5)

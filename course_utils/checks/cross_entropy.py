@@ -192,7 +192,7 @@ SHIFT_OPTIONS = {
         "out of the bottom?",
         "Softmax depends only on the differences z_j - z_k between the logits of a row: does adding c change them?"))
 def check_shift_logits(shift_choice: Any) -> str:
-    return expect_choice(shift_choice, SHIFT_OPTIONS, "a", "shift_choice")
+    return expect_choice(shift_choice, SHIFT_OPTIONS, "a", "shift_choice", "run hint('shift_logits').")
 
 
 # ---------------------------------------------------------------- the loss

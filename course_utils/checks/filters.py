@@ -403,7 +403,8 @@ POSITIVE_FILTER_OPTIONS = {
     "the other), a uniform bright patch, or a dark one?",
     "It is a weighted average of the patch: largest on a patch full of ink, of any orientation."))
 def check_positive_filter_choice(answer: Any) -> str:
-    return expect_choice(answer, POSITIVE_FILTER_OPTIONS, "a", "positive_filter_choice")
+    return expect_choice(answer, POSITIVE_FILTER_OPTIONS, "a", "positive_filter_choice",
+                         "run hint('positive_filter_choice').")
 
 
 def conv_input_grad_reference(grad_output: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:

@@ -363,7 +363,7 @@ PURPOSE_OPTIONS = {
     "(b): degradation, the higher training error of deeper plain networks.",
 ))
 def check_resnet_purpose(answer) -> str:
-    return expect_choice(answer, PURPOSE_OPTIONS, "b", "resnet_fixes")
+    return expect_choice(answer, PURPOSE_OPTIONS, "b", "resnet_fixes", "run hint('resnet_purpose').")
 
 
 RELU_OPTIONS = {
@@ -383,7 +383,7 @@ RELU_OPTIONS = {
     "(c): the 0/1 mask of the sum switches the identity path off wherever x + F(x) < 0.",
 ))
 def check_relu_after_add(answer) -> str:
-    return expect_choice(answer, RELU_OPTIONS, "c", "relu_effect")
+    return expect_choice(answer, RELU_OPTIONS, "c", "relu_effect", "run hint('relu_after_add').")
 
 
 @question("fix_block", NOTEBOOK, answer_name="FixedBlock", kind="debug", points=2, hints=(

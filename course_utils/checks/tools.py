@@ -1,10 +1,11 @@
 """Comparisons the graders share: each raises `Mistake` with what differed."""
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import sys
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -13,6 +14,29 @@ from torch.overrides import TorchFunctionMode
 from . import Mistake, _is_student_file
 
 _NUMPY = os.path.dirname(np.__file__) + os.sep
+
+
+def describe_input(value: Any) -> str:
+    """A short description of one argument for a message: a tensor's shape and dtype, a number as it is."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        dtype = str(value.dtype).removeprefix("torch.")
+        return f"{type(value).__name__} of shape {tuple(value.shape)} ({dtype})"
+    return f"{value!r:.40}"
+
+
+@contextlib.contextmanager
+def calling(call: str) -> Iterator[None]:
+    """Name the call (e.g. 'conv2d_fast(image 7x9, kernel 3x3, stride=2, padding=1)') on any error the student's
+    code raises inside the block, for check's message."""
+    try:
+        yield
+    except (Mistake, NotImplementedError):
+        raise
+    except Exception as err:
+        if not isinstance(getattr(err, "student_call", None), str):
+            with contextlib.suppress(AttributeError, TypeError):
+                err.student_call = call
+        raise
 
 
 def as_tensor(value: Any, what: str) -> torch.Tensor:
@@ -139,11 +163,12 @@ def expect_count(value: Any, expected: int, what: str, hint: str = "") -> int:
     return int(value)
 
 
-def expect_choice(answer: Any, options: dict[str, str], correct: str | Iterable[str], what: str) -> str:
+def expect_choice(answer: Any, options: dict[str, str], correct: str | Iterable[str], what: str,
+                  hint: str = "") -> str:
     """A multiple-choice answer: `options` maps each letter to why it is right or wrong.
 
     Accepts 'b', 'B' or ' b '; for several right letters (`correct` a set), a string such as 'ac' or a
-    list. A wrong pick gets the explanation of each wrong option chosen.
+    list. A wrong pick gets the explanation of each wrong option chosen, and `hint` (where to read more).
     """
     right = {correct} if isinstance(correct, str) else set(correct)
     picks = [answer] if isinstance(answer, str) and len(right) == 1 else list(answer) if isinstance(
@@ -160,7 +185,7 @@ def expect_choice(answer: Any, options: dict[str, str], correct: str | Iterable[
     wrong = sorted(picks - right)
     why = " ".join(f"({p}) {options[p]}" for p in wrong)
     missing = "" if wrong else f" Not all the right options are picked ({len(picks)} of {len(right)})."
-    raise Mistake(f"{what}: {why}{missing}".rstrip(), "reread the section above the question.")
+    raise Mistake(f"{what}: {why}{missing}".rstrip(), hint)
 
 
 def grad_check(got: Any, expected: torch.Tensor, what: str, hint: str = "", threshold: float = 1e-7) -> float:

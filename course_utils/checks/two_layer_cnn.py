@@ -21,7 +21,8 @@ from ..data import SAMPLE_NAME, MNISTData, load_mnist
 from ..models import TwoLayerCNN
 from ..training import fit
 from . import Mistake, question, written_question
-from .tools import Watch, as_tensor, expect_choice, expect_close, expect_count, expect_shape, forbid, grad_check
+from .tools import (Watch, as_tensor, calling, expect_choice, expect_close, expect_count, expect_shape, forbid,
+                    grad_check)
 
 NOTEBOOK = "03_two_layer_cnn"
 LAYERS = ("conv1", "conv2", "fc1")
@@ -214,7 +215,7 @@ def check_make_two_layer_cnn(make_two_layer_cnn) -> str:
                       "check the in and out sizes of each layer.")
     _copy_by_shape(model, reference)
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), calling("model(X) in eval mode, X a batch of 5 images of shape (5, 1, 28, 28)"):
         out, again = as_tensor(model(X.clone()), "the output"), as_tensor(model(X.clone()), "the output")
     expect_shape(out, (5, 10), "the output for 5 images", "return one logit per class.")
     if (out != again).any():
@@ -284,7 +285,9 @@ def check_train_step(train_step) -> str:
     want_losses, want_params = _run_steps(train_step_reference, X, y)
     torch.manual_seed(0)
     start = torch.cat([p.detach().flatten() for p in TwoLayerCNN().parameters()])
-    losses, params = _run_steps(train_step, X, y)
+    with calling("train_step(model, optimizer, X, y): TwoLayerCNN, SGD(lr=0.1), X of shape (16, 1, 28, 28), "
+                 "y of shape (16,), twice"):
+        losses, params = _run_steps(train_step, X, y)
     params_right = torch.allclose(params, want_params, atol=1e-5, rtol=1e-4)
     if isinstance(losses[0], torch.Tensor):
         raise Mistake("train_step returned the loss tensor: the task asks for the loss as a Python float, "
@@ -326,7 +329,8 @@ def check_dropout_backward(dropout_backward) -> str:
     worst = 0.0
     for upstream, mask, p, want in cases:
         with Watch({torch.Tensor.backward: "Tensor.backward", torch.autograd.grad: "torch.autograd.grad"}) as watch:
-            got = dropout_backward(upstream.clone(), mask.clone(), p)
+            with calling(f"dropout_backward(upstream, mask, p={p}), upstream and mask of shape {tuple(mask.shape)}"):
+                got = dropout_backward(upstream.clone(), mask.clone(), p)
         forbid(watch.used, "dropout_backward", "write the gradient from the forward formula, without autograd.")
         t = expect_shape(got, tuple(want.shape), f"the gradient for shape {tuple(want.shape)}",
                          "the gradient has the shape of x.")
@@ -376,7 +380,8 @@ VALIDATION_OPTIONS = {
     "Run model(x) twice in train mode and twice in eval mode and compare; then ask what makes a forward pass random.",
 ), kind="concept")
 def check_eval_mode_choice(answer) -> str:
-    return expect_choice(answer, EVAL_OPTIONS, "a", "why model.eval() changes the output")
+    return expect_choice(answer, EVAL_OPTIONS, "a", "why model.eval() changes the output",
+                         "run hint('eval_mode_choice').")
 
 
 @question("validation_choice", NOTEBOOK, answer_name="epochs_answer", hints=(
@@ -384,7 +389,8 @@ def check_eval_mode_choice(answer) -> str:
     "Section 8 of the lecture: the case study kept the epoch that looked best on the test set.",
 ), kind="concept")
 def check_validation_choice(answer) -> str:
-    return expect_choice(answer, VALIDATION_OPTIONS, "b", "why the validation split chooses the epochs")
+    return expect_choice(answer, VALIDATION_OPTIONS, "b", "why the validation split chooses the epochs",
+                         "run hint('validation_choice').")
 
 
 class GradTracking(TorchFunctionMode):
