@@ -145,8 +145,8 @@ def correct(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (predict_logits(model, X.to(device)).argmax(1).cpu() == y.cpu())
 
 
-def _guard(arm: Arm, n_classes: int) -> Guard:
-    """The first seed of `arm` that did not train, or an ok Guard."""
+def guard(arm: Arm, n_classes: int = 10) -> Guard:
+    """`trained` for every seed of `arm`: the first seed that did not train, or an ok Guard."""
     for i, (acc, loss) in enumerate(zip(arm.acc, arm.train_loss)):
         guard = trained(arm.name if len(arm.acc) == 1 else f"{arm.name} (seed {i + 1} of {len(arm.acc)})",
                         acc, loss, n_classes)
@@ -171,9 +171,9 @@ def verdict(a: Arm, b: Arm, label: str = "", on: str = "validation", metric: str
     if metric not in ("acc", "train_loss"):
         raise ValueError(f"metric must be 'acc' or 'train_loss', not {metric!r}.")
     head = f"({label}) " if label else ""
-    for guard in (_guard(a, n_classes), _guard(b, n_classes)):
-        if not guard:
-            return head + guard.reason + "."
+    for check in (guard(a, n_classes), guard(b, n_classes)):
+        if not check:
+            return head + check.reason + "."
     scale, unit, what = (100, " points", f"{on} accuracy") if metric == "acc" else (1, "", "training loss")
     digits = 2 if metric == "acc" else 3
     fmt = lambda v: f"{v:+.{digits}f}"
@@ -199,3 +199,18 @@ def verdict(a: Arm, b: Arm, label: str = "", on: str = "validation", metric: str
         return (text + f"; {paired[1]}: {word} ({_p(paired[0])}); one seed of {single}, so the seed-to-seed "
                 "spread is not measured.")
     return text + f"; one seed of {single} and no paired test: not resolvable by this run."
+
+
+def direction(a: Arm, b: Arm, metric: str = "acc", n_classes: int = 10) -> int:
+    """+1 if b's `metric` is resolved above a's (p < ALPHA, by the test `verdict` uses), -1 if resolved below,
+    0 if not resolved or an arm did not train."""
+    if not (guard(a, n_classes) and guard(b, n_classes)):
+        return 0
+    va, vb = getattr(a, metric), getattr(b, metric)
+    if len(va) >= 2 and len(vb) >= 2:
+        w = welch(va, vb)
+        return int(math.copysign(1, w.d)) if w.p < ALPHA else 0
+    if metric == "acc" and a.correct is not None and b.correct is not None:
+        m = mcnemar(a.correct, b.correct)
+        return (1 if m.c > m.b else -1) if m.p < ALPHA else 0
+    return 0

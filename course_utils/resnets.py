@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import MEAN, STD
-from .device import get_device
-from .training import train_epoch
+from .data import MEAN, STD, MNISTData
+from .device import get_device, seed_everything
+from .model_cache import TrainConfig, _load, cache_path, make_optimizer, save_to_cache
+from .training import History, fit, train_epoch
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -207,3 +209,22 @@ def estimate_epoch_seconds(model: nn.Module, X: torch.Tensor, y: torch.Tensor, b
     start = time.perf_counter()
     train_epoch(model, X[batch_size:], y[batch_size:], optimizer, batch_size)
     return (time.perf_counter() - start) / (len(X) - batch_size) * epoch_images
+
+
+def train_or_load_resnet(config: TrainConfig, make_model: Callable[[], nn.Module], data: MNISTData,
+                         device: torch.device | None = None) -> tuple[nn.Module, History, bool]:
+    """`model_cache.train_or_load` for a network built by `make_model` (after seeding with `config.seed`) rather
+    than by name: `config.model` names it in the cache key and file. Trained quietly with `fit` and the optimizer
+    and StepLR `config` names; returns (model in eval mode on `device`, History, whether it came from the cache)."""
+    device = device or get_device()
+    seed_everything(config.seed)
+    model = make_model()
+    path = cache_path(config, data)
+    history = _load(path, model)
+    loaded = history is not None
+    if not loaded:
+        optimizer, scheduler = make_optimizer(config, model)
+        history = fit(model, data, optimizer, config.epochs, config.batch_size, scheduler, seed=config.seed,
+                      device=device, progress=False)
+        save_to_cache(config, data, model, history)
+    return model.to(device).eval(), history, loaded

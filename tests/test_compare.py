@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy import stats
 
-from course_utils.compare import ALPHA, Arm, correct, mcnemar, trained, verdict, welch
+from course_utils.compare import ALPHA, Arm, correct, direction, guard, mcnemar, trained, verdict, welch
 from course_utils.models import TwoLayerCNN
 
 
@@ -32,6 +32,7 @@ def test_verdict_refuses_a_difference_with_an_untrained_arm():
     one_bad_seed = Arm("upgrade", (0.92, 0.11, 0.91), (0.3, 2.3, 0.31))
     assert "upgrade (seed 2 of 3) did not train" in verdict(upgrade, one_bad_seed)
     assert "points" not in verdict(upgrade, one_bad_seed)
+    assert guard(upgrade) and not guard(one_bad_seed)
 
 
 def exact_mcnemar(b: int, c: int) -> float:
@@ -101,6 +102,7 @@ def test_single_seeds_are_resolved_only_by_the_paired_test():
     assert "not resolved" in verdict(Arm("A", (0.9,), (0.3,), vectors(900, 4, 6, 90)[0]),
                                      Arm("B", (0.902,), (0.3,), vectors(900, 4, 6, 90)[1]))
     assert verdict(Arm("A", (0.9,), (0.3,)), Arm("B", (0.95,), (0.3,))).endswith("not resolvable by this run.")
+    assert direction(a, b) == 1 and direction(b, a) == -1 and direction(Arm("A", (0.9,), (0.3,)), b) == 0
 
 
 def test_a_loss_comparison_over_seeds_has_no_paired_test():
@@ -109,6 +111,9 @@ def test_a_loss_comparison_over_seeds_has_no_paired_test():
     sentence = verdict(shallow, deep, metric="train_loss")
     assert "32 layers minus 4 layers: +0.213 of training loss" in sentence and "resolved across seeds" in sentence
     assert "McNemar" not in sentence
+    assert direction(shallow, deep, "train_loss") == 1 and direction(deep, shallow, "train_loss") == -1
+    assert direction(shallow, Arm("32 layers", (0.9, 0.1, 0.9), (0.4, 2.3, 0.4)), "train_loss") == 0   # refused
+    assert direction(shallow, Arm("4 again", (0.9, 0.9, 0.9), (0.21, 0.20, 0.23)), "train_loss") == 0  # noise
 
 
 def test_correct_scores_a_model_on_real_digits(mnist):
