@@ -225,8 +225,10 @@ def execute(job: Job, nb: nbformat.NotebookNode, work: Path, answers: Path, exec
     papermill_engines.register(ENGINE, GraderEngine)
     run = Run()
     names = sorted({q["answer_name"] for q in job.questions})
-    # Unix sockets beside the connection file, in the work folder: the sandbox has no network to the kernel
-    config = Config({"KernelManager": {"transport": "ipc", "connection_file": str(work / ".rt" / "kernel.json")}})
+    # Unix sockets in the work folder (the sandbox has no network to the kernel), named relative to it
+    # (papermill runs in `cwd`, as the kernel does): a socket's path may not exceed 107 bytes
+    config = Config({"KernelManager": {"transport": "ipc", "ip": ".rt/kernel",
+                                       "connection_file": str(work / ".rt" / "kernel.json")}})
     for attempt in range(MAX_ATTEMPTS):
         for stale in answers.iterdir():
             stale.unlink()
