@@ -364,6 +364,16 @@ def validate_given(model, X, y, batch_size=256):
         yb = y[start:start + batch_size]
         losses.append(F.cross_entropy(logits, yb).item())
         accuracies.append((logits.argmax(1) == yb).float().mean().item())
+        return sum(losses) / len(losses), sum(accuracies) / len(accuracies)          # the case study's bug
+
+
+def validate_batch_means(model, X, y, batch_size=256):
+    losses, accuracies = [], []
+    for start in range(0, len(X), batch_size):
+        logits = model(X[start:start + batch_size])
+        yb = y[start:start + batch_size]
+        losses.append(F.cross_entropy(logits, yb).item())
+        accuracies.append((logits.argmax(1) == yb).float().mean().item())
     return sum(losses) / len(losses), sum(accuracies) / len(accuracies)
 
 
@@ -391,6 +401,12 @@ def validate_weighted_means(model, X, y, batch_size=256):
 
 
 def validate_batch_means_in_eval(model, X, y, batch_size=256):
+    model.eval()
+    with torch.no_grad():
+        return validate_batch_means(model, X, y, batch_size)
+
+
+def validate_given_in_eval(model, X, y, batch_size=256):
     model.eval()
     with torch.no_grad():
         return validate_given(model, X, y, batch_size)
@@ -430,11 +446,13 @@ def test_fix_validate_accepts_repaired_versions(answer):
 
 @pytest.mark.parametrize("answer, fragment, points", [
     (validate_given, "still in training mode", 0),
+    (validate_batch_means, "still in training mode", 0),
+    (validate_given_in_eval, "first batch only (128 of the 300 images)", 0),
     (validate_batch_means_in_eval, "mean of the per-batch means", 0),
     (validate_without_no_grad, "recorded an autograd graph", 1),
     (validate_tensors, "a tensor inside (loss, accuracy)", 0),
     (validate_percent, "is a percentage", 0),
-    (validate_first_batch_only, "over all 300 images", 0),
+    (validate_first_batch_only, "the return sits inside the loop over batches, the case study's own bug", 0),
     (lambda model, X, y, batch_size=256: 0.5, "not a pair (loss, accuracy)", 0),
 ])
 def test_fix_validate_mistakes_get_their_message(answer, fragment, points):

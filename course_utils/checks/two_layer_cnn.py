@@ -431,10 +431,11 @@ def _batch_mean_reference(model: nn.Module, X: torch.Tensor, y: torch.Tensor, ba
 
 
 @question("fix_validate", NOTEBOOK, answer_name="validate", points=2, hints=(
-    "Run the given validate twice on the same model and data: the same numbers? Then try a batch size that "
-    "does not divide the number of images.",
-    "Three bugs: which layer is random in training mode, what records a graph for backward that validation never "
-    "uses, and what a mean of batch means does to the smaller last batch.",
+    "Run the given validate twice on the same model and data: the same numbers? Then count how many images it "
+    "scores before it returns, and try a batch size that does not divide the number of images.",
+    "Three bugs: where the return sits (the case study's own bug), which layer is random in training mode, and "
+    "what a mean of batch means does to the smaller last batch. Also: what records a graph for backward that "
+    "validation never uses.",
     "model.eval(); with torch.no_grad(): sum F.cross_entropy(logits, yb, reduction='sum') and the correct "
     "predictions over the batches, then divide both by len(X).",
 ), kind="debug")
@@ -459,6 +460,10 @@ def check_fix_validate(validate) -> str:
         raise Mistake(f"the accuracy {acc:g} is a percentage: return the fraction of right predictions, as "
                       "evaluate does.")
     close = lambda got, ref: abs(got[0] - ref[0]) < 1e-5 and abs(got[1] - ref[1]) < 1e-6
+    if close((loss, acc), validate_reference(model, X[:batch_size], y[:batch_size], batch_size)):
+        raise Mistake(f"your numbers are those of the first batch only ({batch_size} of the 300 images): the "
+                      "return sits inside the loop over batches, the case study's own bug.",
+                      "return after the loop, once every batch is counted; run hint('fix_validate').")
     if close((loss, acc), per_batch) and not close(want, per_batch):
         raise Mistake("your numbers are the mean of the per-batch means: the last batch (44 of 300 images here) "
                       "counts as much as a full one of 128.", "weight each batch by its size; run hint('fix_validate').")
