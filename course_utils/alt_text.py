@@ -145,21 +145,23 @@ def _figure_png(fig: Figure) -> str:
     return print_figure(fig, fmt="png", base64=True, **kwargs)
 
 
-def _html_formatter(fig: Figure) -> tuple[str, dict]:
+def _html_formatter(fig: Figure) -> tuple[str, dict] | None:
     """The figure as <img alt=...>, for front ends that show HTML before PNG (JupyterLab, the website)."""
     install()                  # the inline backend, set up lazily, may have replaced the PNG formatter since
     png = _figure_png(fig)
+    if png is None:            # a figure with nothing drawn: IPython shows no image for it
+        return None
     setattr(fig, _PNG, png)
     alt = describe_figure(fig)
     return (f'<img src="data:image/png;base64,{png}" alt="{html.escape(alt)}">', {"alt": alt})
 
 
-def _png_formatter(fig: Figure) -> tuple[str, dict]:
+def _png_formatter(fig: Figure) -> tuple[str, dict] | None:
     """The figure as PNG with its description in the output metadata (nbconvert reads it)."""
     png = getattr(fig, _PNG, None) or _figure_png(fig)
     if hasattr(fig, _PNG):
         delattr(fig, _PNG)
-    return png, {"alt": describe_figure(fig)}
+    return None if png is None else (png, {"alt": describe_figure(fig)})
 
 
 def install() -> bool:

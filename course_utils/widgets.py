@@ -205,6 +205,7 @@ class FilterExplorer(widgets.VBox):
         self.digit_box.observe(self._on_digit_box, "value")
         self.digit_slider.add_class("explorer-digit")
         self.digit_box.add_class("explorer-digit-box")
+        self.digit_message.add_class("explorer-digit-message")
         self.channel_slider.add_class("explorer-channel")
         self.view, self.output = ExplorerFigure(), widgets.Output()
         self.legend = widgets.HTML(LEGEND)

@@ -2,8 +2,9 @@
 
 Runs the notebook (smoke parameters, empty model cache, so both models train), then reads what the page
 shows: the line announcing each training run and its named progress bar; the explorer's figure with its
-three titled panels and two colour bars; a digit-slider key press and a number typed in the box beside it,
-each redrawing the figure. Skips when /usr/bin/chromium is missing, unless CNN_COURSE_REQUIRE_BROWSER=1
+three titled panels and two colour bars, and alt text that follows the digit; a digit-slider key press and
+a number typed in the box beside it, each redrawing the figure; a number past either end clamped with a
+message, and one that is not a whole number refused with one. Skips when /usr/bin/chromium is missing, unless CNN_COURSE_REQUIRE_BROWSER=1
 (CI), where it fails. Screenshots and the measured latencies are kept in build/test-artifacts/.
 """
 import json
@@ -23,7 +24,7 @@ from browser_helpers import CHROMIUM, CHROMIUM_ARGS, colour_bars, decode_png, ju
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "04_filter_visualization.ipynb"
 ARTIFACTS = ROOT / "build" / "test-artifacts"
-IMAGE = ".widget-interact .widget-output .jp-RenderedImage img"
+IMAGE = ".widget-interact .widget-output img"
 DIGIT_HANDLE = ".explorer-digit .noUi-handle"
 DIGIT_BOX = ".explorer-digit-box input"
 TRAINING_CELL = ".jp-CodeCell:has-text('train_or_load(TWO_LAYER')"
@@ -130,6 +131,8 @@ def test_digit_slider_key_press_redraws_the_figure(lab):
         latencies.append(1000 * (time.perf_counter() - start))
         assert box.input_value() == str(step)                           # the box follows the slider
     assert shown_figure(page).text["Title"].startswith("digit 7 ")
+    alt = page.locator(IMAGE).first.get_attribute("alt")                  # what a screen reader reads
+    assert alt.startswith("digit 7 ") and "filter weights: conv1 channel 0" in alt and "values from" in alt
     record_latency("slider", latencies)
 
 
@@ -148,6 +151,15 @@ def test_typing_a_number_in_the_box_moves_the_slider_and_redraws(lab):
         assert shown_figure(page).text["Title"].startswith(f"digit {digit} ")
         assert handle.get_attribute("aria-valuenow") == f"{digit}.0"      # the slider moved with it
     record_latency("digit_box", latencies)
+    last = int(float(handle.get_attribute("aria-valuemax")))
+    for typed, shown, message in (("12000", last, "12,000 is past the last test digit"),
+                                  ("-3", 0, "-3 is below the first test digit"),
+                                  ("3.5", 0, "“3.5” is not a digit number")):
+        box.fill(typed)
+        box.press("Enter")
+        page.wait_for_function("([sel, text]) => document.querySelector(sel)?.textContent.includes(text)",
+                               arg=[".explorer-digit-message", message], timeout=30_000)
+        assert box.input_value() == str(shown) and handle.get_attribute("aria-valuenow") == f"{shown}.0"
 
 
 def record_latency(name: str, latencies: list[float]) -> None:
