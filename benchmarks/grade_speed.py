@@ -2,6 +2,7 @@
 
     python benchmarks/grade_speed.py [--assignment 03_two_layer_cnn] [--students 30] [--jobs 2]
                                      [--keep DIR] [--figure benchmarks/figures/grade_stats.png]
+                                     [--sandbox-overhead]
 
 Makes the class from solutions/NAME.ipynb: a third correct, a third partly correct (the first
 exercise left as the stub), a third broken (a syntax error in the last function to write and a
@@ -15,7 +16,9 @@ it wrote, the wall time against the target (2 minutes for 30 hand-ins with --job
 cores) and the CPU time each student's grading used (worker, kernel and checker together), which
 other load on the machine inflates far less than the wall time. The exercise and solution
 notebooks are copied first, so that the grader's guard watches only the copies. --keep DIR keeps
-everything there; --figure copies the item-analysis PNG to a path.
+everything there; --figure copies the item-analysis PNG to a path. --sandbox-overhead grades the
+same class twice, back to back, with the default sandbox and with --no-sandbox, and prints both
+times and their ratio (the sandbox's cost, under the same load).
 """
 from __future__ import annotations
 
@@ -113,11 +116,11 @@ def make_class(solution: nbformat.NotebookNode, students: int, root: Path) -> di
     return paths
 
 
-def grade_command(assignment: str, jobs: int, root: Path, paths: dict[str, Path]) -> list[str]:
-    """The one grader command that writes every output."""
+def grade_command(assignment: str, jobs: int, root: Path, paths: dict[str, Path], out: str = "out") -> list[str]:
+    """The one grader command that writes every output (under ROOT/OUT)."""
     course = root / "course"
     return [sys.executable, "-m", "course_utils.grade", str(paths["submissions"]), "--assignment", assignment,
-            "--out", str(root / "out" / "grades.csv"), "--jobs", str(jobs), "--quiet",
+            "--out", str(root / out / "grades.csv"), "--jobs", str(jobs), "--quiet",
             "--exercises", str(course / "exercises"), "--solutions", str(course / "solutions"),
             "--protect", str(course), "--format", "gradescope", "--format", "canvas", "--roster", str(paths["roster"]),
             "--due", DUE.isoformat(), "--timestamps", str(paths["timestamps"]), "--similarity"]
@@ -145,7 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--keep", type=Path, help="make the class and the outputs in this (new) folder and keep them")
     p.add_argument("--figure", type=Path, help="copy the item-analysis figure (grades.stats.png) here")
+    p.add_argument("--sandbox-overhead", action="store_true",
+                   help="grade the class with and without the sandbox, back to back; print both times")
     args = p.parse_args(argv)
+    if args.sandbox_overhead:
+        return sandbox_overhead(args)
     solution = nbformat.read(ROOT / "solutions" / f"{args.assignment}.ipynb", as_version=4)
     with tempfile.TemporaryDirectory(prefix="grade-speed-") as tmp:
         root = args.keep or Path(tmp)
@@ -177,6 +184,38 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{kind:>8}: " + ", ".join(f"{n} × {what}" for what, n in sorted(counts.items())))
     print("question states: " + ", ".join(f"{n} {s}" for s, n in states.most_common()))
     return 0 if seconds <= TARGET_SECONDS * args.students / 30 else 1
+
+
+def sandbox_overhead(args: argparse.Namespace) -> int:
+    """Grade one class with the sandbox, then without; print seconds, CPU s per student and the ratio."""
+    solution = nbformat.read(ROOT / "solutions" / f"{args.assignment}.ipynb", as_version=4)
+    with tempfile.TemporaryDirectory(prefix="grade-speed-") as tmp:
+        root = args.keep or Path(tmp)
+        for folder in ("exercises", "solutions"):
+            (root / "course" / folder).mkdir(parents=True)
+            shutil.copy(ROOT / folder / f"{args.assignment}.ipynb", root / "course" / folder)
+        paths = make_class(solution, args.students, root)
+        timings, books = {}, {}
+        for arm, extra in (("sandbox", []), ("no sandbox", ["--no-sandbox"])):
+            out = "out-" + arm.replace(" ", "-")
+            command = grade_command(args.assignment, args.jobs, root, paths, out) + extra
+            print("$ " + shlex.join(["python", *command[1:]]).replace(str(root), "CLASS"), flush=True)
+            start = time.perf_counter()
+            subprocess.run(command, check=True)
+            seconds = time.perf_counter() - start
+            book = root / out / "grades.csv"
+            cpu = [json.loads(r.read_text())["cpu_seconds"] for r in book.with_suffix("").glob("*/result.json")]
+            timings[arm] = (seconds, sum(cpu) / len(cpu))
+            with open(book, newline="", encoding="utf-8") as f:
+                books[arm] = {r["student"]: (r["total"], r["status"]) for r in csv.DictReader(f)}
+    print("\n| arm | hand-ins | jobs | seconds | CPU s per student |\n|---|---|---|---|---|")
+    for arm, (seconds, cpu) in timings.items():
+        print(f"| {arm} | {args.students} | {args.jobs} | {seconds:.1f} | {cpu:.2f} |")
+    ratio = timings["sandbox"][0] / timings["no sandbox"][0]
+    same = "the same" if books["sandbox"] == books["no sandbox"] else "DIFFERENT"
+    print(f"\nsandbox / no sandbox: {ratio:.2f}x the seconds, "
+          f"{timings['sandbox'][1] / timings['no sandbox'][1]:.2f}x the CPU per student; gradebooks: {same}")
+    return 0 if ratio <= 1.25 and same == "the same" else 1
 
 
 if __name__ == "__main__":
