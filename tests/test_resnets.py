@@ -14,8 +14,9 @@ from course_utils.checks import _HINTS_SHOWN, grade, hint, questions_for, writte
 from course_utils.cost import count_macs, count_parameters, layer_costs
 from course_utils.data import MEAN, STD
 from course_utils.models import TwoLayerCNN
+from course_utils.model_cache import TrainConfig
 from course_utils.resnets import (Augment, FastResNet, ReportBlock, ReportResNet, ResidualBlock, SEBlock,
-                                  random_affine, sgd_cosine)
+                                  random_affine, sgd_cosine, train_or_load_resnet)
 from course_utils.training import fit
 
 BACKGROUND = -MEAN / STD
@@ -627,3 +628,20 @@ def test_notebook_06_has_six_checked_questions_in_four_kinds_and_a_written_one()
     assert all(2 <= len(q.hints) <= 3 for q in questions)
     written = written_for("06_resnet_upgrade")
     assert [w.id for w in written] == ["identity_path"] and grade("identity_path", None).written
+
+
+def test_train_or_load_resnet_trains_once_then_loads_the_same_network(mnist, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CNN_COURSE_CACHE", str(tmp_path))
+    small = mnist.with_validation(200).subset(256, 100, 200)
+    config = TrainConfig("FastResNet-4-8", optimizer="Adadelta", lr=1.0, lr_gamma=0.7, batch_size=64, epochs=1)
+    make = lambda: FastResNet((4, 8))
+    model, history, loaded = train_or_load_resnet(config, make, small, torch.device("cpu"))
+    assert not loaded and len(history.val_acc) == 1 and len(list(tmp_path.glob("FastResNet-4-8-*.pt"))) == 1
+    again, history_again, loaded_again = train_or_load_resnet(config, make, small, torch.device("cpu"))
+    assert loaded_again and history_again == history and not again.training
+    x = small.X_val[:8]
+    torch.testing.assert_close(again(x), model(x))
+    other, _, loaded_other = train_or_load_resnet(TrainConfig("FastResNet-4-8", optimizer="Adadelta", lr=1.0,
+                                                              batch_size=64, epochs=1, seed=2), make, small)
+    assert not loaded_other and len(list(tmp_path.glob("FastResNet-4-8-*.pt"))) == 2
+    assert "test accuracy" not in capsys.readouterr().out
