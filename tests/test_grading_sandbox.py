@@ -30,7 +30,7 @@ from course_utils.exercises import make_exercise
 from course_utils.grading import isolation
 from test_grade import ASSIGNMENT, CHECKS, LIMITS, SQUARE, read_rows, solution, with_cells
 
-pytestmark = pytest.mark.skipif(bool(isolation.problem()), reason=f"no sandbox here: {isolation.problem()}")
+needs_sandbox = pytest.mark.skipif(bool(isolation.problem()), reason=f"no sandbox here: {isolation.problem()}")
 
 HONEST = ("ana", "björn", "chloé dupont")
 ATTACKERS = ("x_reader", "x_writer", "x_killer", "x_connector")
@@ -221,6 +221,7 @@ def graded(request, tmp_path_factory) -> dict:
             "peers": listener.peers, "marker": marker}
 
 
+@needs_sandbox
 def test_the_run_finishes_with_every_student_and_leaves_no_process(graded):
     for run in graded["runs"]:
         assert run.returncode == 0, run.stderr[-3000:]
@@ -228,6 +229,7 @@ def test_the_run_finishes_with_every_student_and_leaves_no_process(graded):
     assert graded["left"] == []
 
 
+@needs_sandbox
 def test_honest_classmates_keep_full_marks_and_intact_files(graded):
     results = results_by_student(graded["feedback"])
     for name in HONEST:
@@ -239,6 +241,7 @@ def test_honest_classmates_keep_full_marks_and_intact_files(graded):
         assert "PWNED" not in path.read_text(encoding="utf-8"), path
 
 
+@needs_sandbox
 def test_the_reader_read_no_classmates_work(graded):
     printed = outputs(graded["feedback"], "x_reader")
     assert "FOUND" in printed
@@ -247,6 +250,7 @@ def test_the_reader_read_no_classmates_work(graded):
     assert str(graded["subs"]) in graded["rows"]["x_reader"]["message"]
 
 
+@needs_sandbox
 def test_the_writer_wrote_nothing_outside_its_folder(graded):
     printed = outputs(graded["feedback"], "x_writer")
     assert "WROTE []" in printed
@@ -254,6 +258,7 @@ def test_the_writer_wrote_nothing_outside_its_folder(graded):
     assert "the sandbox blocked it" in feedback and "result.json" in feedback
 
 
+@needs_sandbox
 def test_the_killer_reached_no_grader_process(graded):
     printed = outputs(graded["feedback"], "x_killer")
     assert "NOT KILLED" in printed and "KILLED " not in printed.replace("NOT KILLED", "")
@@ -261,12 +266,28 @@ def test_the_killer_reached_no_grader_process(graded):
     assert "the sandbox blocked it: signal SIGKILL to process" in message
 
 
+@needs_sandbox
 def test_the_connector_reached_no_port(graded):
     assert graded["peers"] == []
     assert "NOT CONNECTED" in outputs(graded["feedback"], "x_connector")
     assert "blocked (no network while grading): connect 127.0.0.1 port" in graded["rows"]["x_connector"]["message"]
 
 
+def test_without_bwrap_the_grader_stops_and_says_how_to_enable_it(tmp_path):
+    paths = build_class(tmp_path, 9, "unused")
+    course = paths["course"]
+    cmd = [sys.executable, "-m", "course_utils.grade", str(paths["subs"]), "--assignment", ASSIGNMENT,
+           "--out", str(paths["out"] / "grades.csv"), "--exercises", str(course / "exercises"),
+           "--solutions", str(course / "solutions"), "--checks", str(course / "tiny_checks.py"), "--quiet"]
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent)}          # no bwrap on the PATH
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 2 and not (paths["out"] / "grades.csv").exists()
+    for advice in ("bubblewrap", "kernel.unprivileged_userns_clone=1", "kernel.apparmor_restrict_unprivileged_userns=0",
+                   "--user nobody", "--no-sandbox"):
+        assert advice in done.stderr
+
+
+@needs_sandbox
 def test_without_the_sandbox_the_reader_and_writer_reach_the_class(tmp_path):
     """The same reader and writer with --no-sandbox do the damage the checks above look for."""
     listener, marker = Listener(), uuid.uuid4().hex
@@ -282,6 +303,7 @@ def test_without_the_sandbox_the_reader_and_writer_reach_the_class(tmp_path):
     assert damaged and "is not a grader result" in run.stderr
 
 
+@needs_sandbox
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
 def test_a_grader_stopped_midway_leaves_no_process_and_a_rerun_finishes(tmp_path, how):
     listener, marker = Listener(), uuid.uuid4().hex

@@ -261,7 +261,8 @@ def problem(user_namespace: bool = True) -> str:
     """Why the sandbox cannot start here ('' if it can): bwrap missing or user namespaces refused."""
     if shutil.which("bwrap") is None:
         return "the `bwrap` command (package bubblewrap) is not installed"
-    args = ["bwrap", "--unshare-pid", "--unshare-net", "--ro-bind", "/", "/", "true"]
+    args = ["bwrap", "--unshare-pid", "--unshare-net", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
+            "--tmpfs", "/tmp", "true"]
     if user_namespace:
         args.insert(1, "--unshare-user")
     done = subprocess.run(args, capture_output=True, text=True)

@@ -149,7 +149,7 @@ def _command_text(args: tuple) -> str:
 
 def _foreign_target(event: str, pid: int, signum: int) -> str | None:
     """'SIGNAME to process PID' when a signal goes to anything but this process and its descendants."""
-    if signum == 0 or (event == "os.kill" and pid > 0 and _descends(pid)):
+    if signum == 0 or (pid > 0 and _descends(pid)):           # its own process, child, or their group
         return None
     name = signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else str(signum)
     return f"{name} to {'group ' if event == 'os.killpg' else ''}process {pid}"
