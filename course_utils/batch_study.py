@@ -114,13 +114,18 @@ def seconds_elapsed(history: History) -> torch.Tensor:
     return (torch.tensor(history.epoch_seconds).repeat_interleave(steps) / steps).cumsum(0)
 
 
-def loss_file_seconds(steps: int, samples: int = 12, repeats: int = 3) -> tuple[float, float]:
-    """Measured cost of `np.load` + `np.save` of the whole loss array at every step, as the report did.
+def loss_file_seconds(steps_per_epoch: int, epochs: int = 1, samples: int = 12,
+                      repeats: int = 3) -> tuple[float, float, float]:
+    """Measured upper bound on the report's per-step loss file: an `np.load` + `np.save` at every step.
 
-    Times one load-append-save at `samples` array lengths between 1 and `steps`, fits
-    seconds = a + b * length, and sums it over the lengths 1..steps. Returns (total s, s per call at the end).
+    The report writes one file per epoch, so the array restarts every epoch and holds at most
+    `steps_per_epoch` values. Times one load-append-save at `samples` lengths between 1 and
+    `steps_per_epoch`, fits seconds = a + b * length, and sums it over the lengths 1..steps_per_epoch.
+    Returns (total s over `epochs`, s per epoch, s per call at an epoch's end).
     """
-    lengths = np.unique(np.linspace(1, steps, samples).astype(int))
+    if steps_per_epoch < 1 or epochs < 1:
+        raise ValueError(f"need steps_per_epoch >= 1 and epochs >= 1, got {steps_per_epoch} and {epochs}.")
+    lengths = np.unique(np.linspace(1, steps_per_epoch, samples).astype(int))
     costs = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "loss.npy"
@@ -130,9 +135,9 @@ def loss_file_seconds(steps: int, samples: int = 12, repeats: int = 3) -> tuple[
             for _ in range(repeats):
                 np.save(path, np.append(np.load(path), 0.0))
             costs.append((time.perf_counter() - start) / repeats)
-    b, a = np.polyfit(lengths, costs, 1)
-    total = a * steps + b * steps * (steps + 1) / 2
-    return float(total), float(a + b * steps)
+    b, a = np.polyfit(lengths, costs, 1) if len(lengths) > 1 else (0.0, costs[0])
+    per_epoch = a * steps_per_epoch + b * steps_per_epoch * (steps_per_epoch + 1) / 2
+    return float(epochs * per_epoch), float(per_epoch), float(a + b * steps_per_epoch)
 
 
 def best_by_validation(histories: dict[float, History]) -> float:

@@ -165,5 +165,6 @@ def train_or_load(config: TrainConfig, data: MNISTData, device: torch.device | N
 def load_message(config: TrainConfig, path: Path, history: History) -> str:
     """The line printed on a cache hit: never a test number (a load may sit inside a choice)."""
     scored = (f"validation accuracy {100 * history.val_acc[-1]:.2f} %" if history.val_acc
-              else "no validation split; its test score is reported where the notebook reports it")
-    return f"Loaded {config.model} from {path} ({len(history.train_loss)} epochs, {scored})."
+              else "trained without a validation split")
+    epochs = len(history.train_loss)
+    return f"Loaded {config.model} from {path} ({epochs} epoch{'s' if epochs != 1 else ''}, {scored})."

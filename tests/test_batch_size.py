@@ -152,10 +152,13 @@ def test_traced_and_warmed_up_runs_on_real_digits(mnist, tmp_path, monkeypatch):
         train_sgd(TrainConfig("TwoLayerCNN", "Adam"), data)
 
 
-def test_loss_file_cost_grows_with_the_number_of_steps():
-    short, _ = loss_file_seconds(100, samples=3, repeats=1)
-    long, per_call = loss_file_seconds(2000, samples=4, repeats=1)
-    assert 0 < short < long and per_call > 0
+def test_loss_file_cost_grows_with_the_steps_per_epoch_and_restarts_every_epoch():
+    short, _, _ = loss_file_seconds(100, samples=3, repeats=1)
+    long, per_epoch, per_call = loss_file_seconds(2000, epochs=15, samples=4, repeats=1)
+    assert 0 < short < per_epoch and per_call > 0
+    assert long == pytest.approx(15 * per_epoch)                  # one file per epoch: the cost repeats
+    with pytest.raises(ValueError, match="steps_per_epoch >= 1"):
+        loss_file_seconds(0)
 
 
 # --- the checks ---------------------------------------------------------------------------------------
