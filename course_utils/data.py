@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import textwrap
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -272,13 +273,14 @@ def locate_mnist(root: str | Path | None = None) -> Path | None:
 
 
 def announce_data(root: str | Path | None = None) -> None:
-    """Print one line saying which data `load_mnist(root)` will load (without loading it)."""
+    """Print one line saying which data `load_mnist(root)` will load (without loading it), wrapped at word boundaries."""
     raw_dir = locate_mnist(root)
     if raw_dir is not None:
-        print(f"Data: full MNIST from {raw_dir}.")
+        line = f"Data: full MNIST from {raw_dir}."
     else:
-        print(f"Data: no full MNIST here (set MNIST_ROOT or write it in course.env): load_mnist() downloads it into "
-              f"{REPO_DATA} when online, else uses {SAMPLE_NAME}, where accuracies come out lower than the text's.")
+        line = (f"Data: no full MNIST here (set MNIST_ROOT or write it in course.env): load_mnist() downloads it into "
+                f"{REPO_DATA} when online, else uses {SAMPLE_NAME}, where accuracies come out lower than the text's.")
+    print(textwrap.fill(line, 100, subsequent_indent="   ", break_long_words=False, break_on_hyphens=False))
 
 
 def load_mnist(root: str | Path | None = None, download: bool = True) -> MNISTData:
