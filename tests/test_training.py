@@ -1,4 +1,6 @@
 """The training loop on real digits: a step lowers the loss, a short fit beats chance widely."""
+import time
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -87,3 +89,16 @@ def test_train_or_load_prints_no_test_number_on_load(mnist, tmp_path, monkeypatc
     assert "test accuracy" not in printed and test_number not in printed
     if validation:
         assert f"validation accuracy {100 * trained.val_acc[-1]:.2f} %" in printed
+
+
+def test_the_training_estimate_is_within_a_factor_of_two_of_the_run(mnist):
+    from course_utils.model_cache import TrainConfig, build_model, estimate_seconds, make_optimizer
+    data = mnist.with_validation(1000).subset(4096, 500, 1000)
+    config = TrainConfig("TwoLayerCNN", optimizer="Adadelta", lr=1.0, batch_size=256, epochs=2, seed=2)
+    estimate = estimate_seconds(config, data, torch.device("cpu"))
+    model = build_model(config)
+    optimizer, _ = make_optimizer(config, model)
+    start = time.perf_counter()
+    fit(model, data, optimizer, config.epochs, config.batch_size, device=torch.device("cpu"), progress=False)
+    actual = time.perf_counter() - start                          # training and every epoch's validation
+    assert 0.5 < estimate / actual < 2, (estimate, actual)
