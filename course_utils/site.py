@@ -1,7 +1,7 @@
 """Build the course website: the executed lectures, the exercise sheets (questions only), a landing page.
 
     python -m course_utils.site                      # from build/course (python -m course_utils.run_notebooks)
-    python -m course_utils.site --smoke              # run the lectures with smoke parameters first
+    python -m course_utils.site --smoke              # run the lectures with smoke parameters first (~4 min)
     python -m course_utils.site --course DIR --out build/site
 
 Sphinx with MyST-NB renders the stored outputs (nothing is executed) and the Furo theme, whose styles,
@@ -20,28 +20,13 @@ import time
 from pathlib import Path
 
 import nbformat
-from docutils import nodes
-from sphinx import addnodes
-from sphinx.writers.html5 import HTML5Translator
 
 from .run_notebooks import ROOT, headline_of, main as run_course
 
 WORDS_PER_MINUTE = 150
-# A region that scrolls must be reachable by keyboard (WCAG 2.1.1): every code block or output that
-# overflows gets a tab stop, as the PyData theme does. Run again when the window is resized.
-TAB_STOPS = """
-function courseTabStops() {
-  for (const el of document.querySelectorAll("pre, div.output, div.cell_output")) {
-    const scrolls = el.scrollWidth > el.clientWidth || el.scrollHeight > el.clientHeight;
-    if (scrolls) { el.tabIndex = 0; } else if (el.tabIndex === 0) { el.removeAttribute("tabindex"); }
-  }
-}
-document.addEventListener("DOMContentLoaded", courseTabStops);
-window.addEventListener("resize", courseTabStops);
-"""
 CONF = '''project = "CNN course"
 copyright = "the CNN course authors; text and figures CC BY 4.0, code MIT"
-extensions = ["myst_nb", "sphinx-mathjax-offline", "course_utils.site"]
+extensions = ["myst_nb", "sphinx-mathjax-offline", "course_utils.sphinx_ext"]
 html_theme = "furo"
 html_title = "CNN course"
 html_show_sourcelink = False
@@ -52,27 +37,6 @@ myst_enable_extensions = ["dollarmath", "amsmath"]
 exclude_patterns = ["_build"]
 suppress_warnings = ["mystnb.unknown_mime_type", "myst.header"]
 '''
-
-
-class AccessibleTranslator(HTML5Translator):
-    """Sphinx's HTML writer, with the heading level that a sidebar caption (role="heading") must carry."""
-
-    def visit_title(self, node: nodes.title) -> None:
-        """A toctree caption as <p role="heading" aria-level="2">; any other title as Sphinx writes it."""
-        if isinstance(node.parent, addnodes.compact_paragraph) and node.parent.get("toctree"):
-            self.body.append(self.starttag(node, "p", "", CLASS="caption", ROLE="heading",
-                                          **{"aria-level": "2"}))
-            self.body.append('<span class="caption-text">')
-            self.context.append("</span></p>\n")
-        else:
-            super().visit_title(node)
-
-
-def setup(app) -> dict:
-    """The site's Sphinx extension: the accessible translator and the tab stops on scrolling regions."""
-    app.set_translator("html", AccessibleTranslator, override=True)
-    app.add_js_file(None, body=TAB_STOPS)
-    return {"parallel_read_safe": True}
 
 
 def lecture_summary(nb: nbformat.NotebookNode) -> dict:
@@ -137,8 +101,10 @@ def stage(course: Path, source: Path) -> None:
 
 def build(course: Path, out: Path) -> Path:
     """Stage and build the site into `out`; return the path of its index.html."""
-    from sphinx.cmd.build import build_main
-
+    try:
+        from sphinx.cmd.build import build_main
+    except ImportError:
+        raise SystemExit("building the website needs its tools: pip install -e '.[site]'") from None
     source = out.parent / f"{out.name}-source"
     stage(course, source)
     shutil.rmtree(out, ignore_errors=True)
@@ -150,12 +116,14 @@ def build(course: Path, out: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Build the site, running the lectures first with --smoke."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--course", type=Path, default=ROOT / "build" / "course",
-                        help="folder of executed lectures, as run_notebooks writes it (default: %(default)s)")
+    parser.add_argument("--course", type=Path, default=None,
+                        help="folder of executed lectures, as run_notebooks writes it "
+                             "(default: build/course, or build/course-smoke with --smoke)")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "site", help="where the site goes")
     parser.add_argument("--smoke", action="store_true", help="run the lectures with smoke parameters first")
     parser.add_argument("--kernel", default="python3", help="kernel for --smoke runs (default: %(default)s)")
     args = parser.parse_args(argv)
+    args.course = args.course or ROOT / "build" / ("course-smoke" if args.smoke else "course")
     if args.smoke and run_course(["--smoke", "--kernel", args.kernel, "--out", str(args.course)]) != 0:
         print("some lectures failed; the site shows them as they stopped", file=sys.stderr)
     start = time.perf_counter()
