@@ -1,13 +1,14 @@
 """The filter / feature-map explorer for JupyterLab (ipywidgets 8).
 
 Choose a model, a conv layer, an output channel and a test digit (slider, or type its number in the box
-beside it; a number past either end is clamped and the label beside the box says so): three titled panels show the digit, that channel's filter weights (one kernel per input
-channel, tiled near-square) and the feature map it produces, the last two with a colour bar centred at
-zero. To redraw fast, the figure is drawn in full only when a new layer changes the panels' shapes;
-otherwise the images, titles and colour-bar ends are drawn over a saved background (matplotlib blitting)
-and the canvas is encoded by Pillow at its fastest compression level. The displayed widget also carries a PNG of its current figure,
+beside it; a number past either end is clamped, and the label beside the box says so): three titled
+panels show the digit, that channel's filter weights (one kernel per input channel, tiled near-square)
+and the feature map it produces, the last two with a colour bar centred at zero. To redraw fast, the
+figure is drawn in full only when a new layer changes the panels' shapes; otherwise the images, titles
+and colour-bar ends are drawn over a saved background (matplotlib blitting) and the canvas is encoded by
+Pillow at its fastest compression level. The figure is shown as an <img> whose alt text names each panel
+and its range of values, redrawn with it. The displayed widget also carries a PNG of its current figure,
 so papermill, nbval and static viewers, which cannot run widgets, still show it for the initial values.
-The figure is shown as an <img> whose alt text names each panel and its range of values, redrawn with it.
 """
 from __future__ import annotations
 
