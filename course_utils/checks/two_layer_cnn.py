@@ -386,7 +386,8 @@ def check_eval_mode_choice(answer) -> str:
 
 @question("validation_choice", NOTEBOOK, answer_name="epochs_answer", hints=(
     "What happens to a measured accuracy when you pick the best of several noisy measurements?",
-    "Section 8 of the lecture: the case study kept the epoch that looked best on the test set.",
+    "Section 8 of the lecture: the case study printed the test accuracy at every step; picking the step that "
+    "looked best in those lines would choose on the test set.",
 ), kind="concept")
 def check_validation_choice(answer) -> str:
     return expect_choice(answer, VALIDATION_OPTIONS, "b", "why the validation split chooses the epochs",
