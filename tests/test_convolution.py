@@ -111,8 +111,9 @@ def test_receptive_field_needs_one_stride_per_layer():
 
 def test_explorer_shows_a_figure_without_a_frontend(mnist):
     explorer = kernels.kernel_explorer(mnist.X_test[:3], mnist.y_test[:3])
-    bundle = explorer._repr_mimebundle_()
+    bundle, metadata = explorer._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle and "image/png" in bundle
+    assert metadata["image/png"]["alt"].startswith("digit #0 (label ")          # alt text for static views
     assert "Sobel x" in explorer.result.axes[0].get_title()
     explorer.children[0].value = "Laplacian"
     assert "Laplacian" in explorer.result.axes[0].get_title()

@@ -172,7 +172,8 @@ def test_explorer_updates_its_figure_and_follows_the_model(data):
     explorer.layer_menu.value = "layer2.0"
     assert explorer.channel_slider.max == 31
     assert explorer.panel_titles[1] == "filter weights: layer2.0 channel 0, 16 kernels 5×5"
-    bundle = explorer._repr_mimebundle_()
+    bundle, metadata = explorer._repr_mimebundle_()
+    assert metadata["image/png"]["alt"] == explorer.alt
     assert bundle["image/png"] == explorer.output.outputs[0]["data"]["image/png"]
     assert "application/vnd.jupyter.widget-view+json" in bundle and bundle["image/png"] in bundle["text/html"]
     with pytest.raises(ValueError, match="N, 1, 28, 28"):
