@@ -13,6 +13,7 @@ at 150 a minute), how long its run took and its headline result. Open build/site
 from __future__ import annotations
 
 import argparse
+import html
 import re
 import shutil
 import sys
@@ -72,6 +73,21 @@ def landing_page(summaries: list[tuple[str, dict]], sheets: list[str], smoke: bo
         "```{toctree}\n:caption: Exercise sheets\n:hidden:\n\n" + "\n".join(sheets) + "\n```", ""])
 
 
+def alt_text_html(nb: nbformat.NotebookNode) -> int:
+    """Give each PNG output that has alt text in its metadata, and no HTML, an <img alt> twin; return how many.
+
+    MyST-NB reads an image's alt text from the cell's metadata only, not from the output's.
+    """
+    added = 0
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data, alt = output.get("data", {}), output.get("metadata", {}).get("image/png", {}).get("alt")
+            if alt and "image/png" in data and "text/html" not in data:
+                data["text/html"] = f'<img src="data:image/png;base64,{data["image/png"]}" alt="{html.escape(alt)}">'
+                added += 1
+    return added
+
+
 def stage(course: Path, source: Path) -> None:
     """Copy the executed lectures and the exercise sheets into a Sphinx source folder with its conf.py."""
     lectures = sorted((course / "notebooks").glob("*.ipynb"))
@@ -84,6 +100,7 @@ def stage(course: Path, source: Path) -> None:
     summaries, smoke = [], False
     for path in lectures:
         nb = nbformat.read(path, as_version=4)
+        alt_text_html(nb)
         nbformat.write(nb, source / "lectures" / path.name)
         summaries.append((f"lectures/{path.stem}", lecture_summary(nb)))
         smoke |= bool(nb.metadata.get("papermill", {}).get("parameters", {}).get("smoke"))
