@@ -1,7 +1,8 @@
 """Grading a class's exercise notebooks with papermill: see `course_utils.grade` for the command.
 
-Modules: `submissions` (finding and reading the notebooks handed in), `sandbox` (limits, user,
-network and audit hook around student code), `processes` (ending everything a submission
+Modules: `submissions` (finding and reading the notebooks handed in), `isolation` (each student's
+bubblewrap sandbox, entered by processes forked warm), `sandbox` (limits, user, network and audit
+hook around student code), `processes` (ending everything a submission
 started), `worker` (one student: run the notebook, then the checks), `checker` (the checks, in a
 process the student's kernel never touched), `replay` and `state` (the trust boundary: student
 code runs in a child that records each call as plain data; the checker judges the recording and

@@ -58,23 +58,24 @@ def bwrap_args(work: Path, network: bool = False, user_namespace: bool = True, h
             args += ["--uid", "65534", "--gid", "65534"]
     if not network:
         args += ["--unshare-net"]
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for path in SYSTEM:
         if os.path.islink(path):
             args += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             args += ["--ro-bind", path, path]
-    bound = [os.path.realpath(p) for p in _readable_folders()]
-    for path in sorted(set(bound)):
-        if not any(path != b and path.startswith(b + os.sep) for b in bound):
+    bound = sorted({os.path.realpath(p) for p in _readable_folders()})
+    for path in bound:
+        if not any(path.startswith(b + os.sep) for b in bound):     # a folder inside another comes with it
             args += ["--ro-bind", path, path]
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", str(work), str(work)]
-    inside = [p for p in (*SECRETS, *hide) if any(os.path.realpath(p) == b or os.path.realpath(p).startswith(b + os.sep)
-                                                  for b in [*bound, *SYSTEM])]
-    for path in inside:
+    args += ["--bind", str(work), str(work)]
+    for path in {os.path.realpath(p) for p in (*SECRETS, *hide)}:   # never visible, even inside a bound folder
+        if not any(path == b or path.startswith(b + os.sep) for b in [*bound, *SYSTEM]):
+            continue
         if os.path.isdir(path):
-            args += ["--tmpfs", os.path.realpath(path)]
+            args += ["--tmpfs", path]
         elif os.path.exists(path):
-            args += ["--ro-bind", "/dev/null", os.path.realpath(path)]
+            args += ["--ro-bind", "/dev/null", path]
     return args + ["--chdir", str(work)]
 
 
