@@ -1,7 +1,7 @@
 """Run student code (a kernel, the checker) under the grader's limits.
 
     python -m course_utils.grading.sandbox LIMITS.json MODULE [ARGS...]   # the kernel
-    enter(limits)                                                        # the forked checker
+    enter(limits, inside=False)                                          # the forked checker
 
 In order: resource limits (data memory, file size, no core dumps, lowered priority); an audit
 hook, the second line of defence, that records what the code tried: Python-level reads of the
