@@ -235,8 +235,9 @@ def test_a_mistyped_id_gets_the_nearest_id_and_only_this_sheets_ids(registry, ca
     exec("text = hint('dubble')", space)
     assert space["text"] == "unknown question id 'dubble'. Did you mean 'double'? This sheet's ids " \
                            f"({NOTEBOOK}): double, half, why_double."
-    exec("result = check('output size')", space)
+    exec("result = check('output size', double)", space)
     assert "Did you mean 'output_size'?" in space["result"].message and "output_size," not in space["result"].message
+    assert f"This sheet's ids ({NOTEBOOK}): double, half, why_double." in space["result"].message
 
 
 def test_check_all_returns_nothing_jupyter_displays_and_fits_the_width(registry, capsys):
@@ -304,3 +305,18 @@ def test_an_error_in_student_code_names_the_call_and_its_common_cause(registry):
     assert message.startswith("your code raised RuntimeError: shape '[4, 3]' is invalid for input of size 42")
     assert "\n   Called as: reshape_it(x of shape (42,)).\n   Hint: a reshape or view asked for a shape" in message
     assert "Called as" not in grade("double", student("def f(x):\n    return x / 0\n")["f"]).message
+
+
+def test_a_call_described_by_its_arguments_names_shapes_and_values(registry):
+    from course_utils.checks.tools import calling
+
+    @question("flatten_it", NOTEBOOK)
+    def check_flatten_it(flatten_it):
+        x, weight = torch.zeros(5, 16, 12, 12), torch.zeros(64, 2304)
+        with calling("flatten_it", x, weight, scale=1):
+            flatten_it(x, weight, scale=1)
+        return "fine"
+    message = grade("flatten_it", student("def f(x, weight, *, scale=1):\n    return x @ weight.T\n")["f"]).message
+    assert "\n   Called as: flatten_it(Tensor of shape (5, 16, 12, 12) (float32), Tensor of shape (64, 2304) " \
+           "(float32), scale=1)." in message
+    assert "Hint: a matrix product or linear layer got inputs whose inner sizes differ" in message

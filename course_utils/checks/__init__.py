@@ -350,10 +350,10 @@ def check(qid: str, answer: Any = _MISSING) -> CheckResult:
     Without `answer`, the answer is the notebook's name for it (e.g. `output_size`), if defined."""
     namespace = inspect.currentframe().f_back.f_globals
     q = load_all().get(qid)
-    if answer is not _MISSING:
-        result = grade(qid, answer)
-    elif q is None and qid not in WRITTEN:
+    if q is None and qid not in WRITTEN:
         result = CheckResult(qid, False, 0.0, 0.0, _unknown(qid, namespace))
+    elif answer is not _MISSING:
+        result = grade(qid, answer)
     elif q is not None and q.answer_name not in namespace:
         result = CheckResult(qid, False, 0.0, q.max_points, f"{NOT_DEFINED}: this notebook has no `{q.answer_name}`. "
                              f"Run the cell that defines it first (or pass it: check({qid!r}, {q.answer_name})).",

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from .. import softmax_regression as ref
 from . import Mistake, question, written_question
-from .tools import Watch, as_tensor, expect_choice, expect_close, expect_shape, forbid, grad_check
+from .tools import Watch, as_tensor, calling, expect_choice, expect_close, expect_shape, forbid, grad_check
 
 NOTEBOOK = "02_cross_entropy_derivation"
 SOFTMAX_BUILTINS = {torch.softmax: "torch.softmax", F.softmax: "F.softmax (or nn.Softmax)",
@@ -121,7 +121,7 @@ def _row_shifted_exp(z: torch.Tensor) -> torch.Tensor:
 
 def _watched(answer: Callable[..., Any], forbidden: dict, *args: Any) -> tuple[Any, str]:
     """Call the student's answer inside a Watch; return its result and the forbidden built-ins it used."""
-    with Watch(forbidden) as watch:
+    with Watch(forbidden) as watch, calling(getattr(answer, "__name__", "your function"), *args):
         result = answer(*args)
     return result, watch.used
 

@@ -15,8 +15,8 @@ from ..filters import filter_grid
 from ..kernels import receptive_field
 from ..models import TutorialCNN, TwoLayerCNN
 from . import Mistake, question, written_question
-from .tools import (Watch, as_tensor, expect_choice, expect_close, expect_count, expect_shape, forbid, grad_check,
-                    rel_error)
+from .tools import (Watch, as_tensor, calling, expect_choice, expect_close, expect_count, expect_shape, forbid,
+                    grad_check, rel_error)
 
 NOTEBOOK = "04_filter_visualization"
 DIVERGING_MAPS = {"RdBu", "bwr", "seismic", "coolwarm", "PuOr", "PiYG", "PRGn", "BrBG", "RdGy",
@@ -55,7 +55,8 @@ def check_plot_filters(plot_filters) -> str:
                  "the centred map shows their sign.": filter_grid(per_filter_scaled(weight))}
         fig = Figure()
         ax = fig.add_subplot()
-        returned = plot_filters(weight.clone(), ax=ax)
+        with calling("plot_filters", weight, ax=ax):
+            returned = plot_filters(weight.clone(), ax=ax)
         if returned is not ax:
             raise Mistake(f"plot_filters(weight, ax=ax) returned {type(returned).__name__}, not the axes it drew on.",
                           "draw with ax.imshow(...) and `return ax`; create axes only when ax is None.")
@@ -122,7 +123,8 @@ def check_feature_maps(feature_maps) -> str:
         students = copy.deepcopy(model)                # still in training mode, as a student may leave it
         want = feature_maps_reference(model, image, [layer])[layer]      # before the student's code runs
         hooked, trained = _hooked(copy.deepcopy(model), image, layer, False), _hooked(model, image, layer, True)
-        got = feature_maps(students, image.clone(), layer)
+        with calling(f"feature_maps(model, image of shape {tuple(image.shape)}, {layer!r})"):
+            got = feature_maps(students, image.clone(), layer)
         if students.get_submodule(layer)._forward_hooks:
             raise Mistake(f"after feature_maps(model, image, {layer!r}) a hook is still registered on that layer.",
                           "keep the handle from register_forward_hook and call handle.remove() (in a finally).")
@@ -234,7 +236,8 @@ def check_normalize_filters(normalize_filters: Callable[[Any], Any]) -> str:
     answers = []
     for what, weight, style in cases:
         passed = weight.numpy().copy() if style == "numpy" else weight.clone().requires_grad_(style == "grad")
-        got = normalize_filters(passed)
+        with calling("normalize_filters", passed):
+            got = normalize_filters(passed)
         if _changed_in_place(passed, weight):
             raise Mistake(f"normalize_filters changed the weights passed to it ({what}): displaying a model's "
                           "filters must leave the model as it was.", "compute new values (w - low) instead of "
@@ -282,7 +285,8 @@ def check_filter_tiles(filter_tiles: Callable[[torch.Tensor], Any]) -> str:
     bugs, answers = [], []
     for weight in weights:
         passed = weight.clone().requires_grad_()
-        got = filter_tiles(passed)
+        with calling("filter_tiles", passed):
+            got = filter_tiles(passed)
         if _changed_in_place(passed, weight) and not bugs:
             bugs.append("it changes the weights passed to it: .detach() shares memory with the weight, so the "
                         "in-place -= and /= rewrite the model's filters.")
@@ -449,7 +453,7 @@ def check_conv_input_grad(conv_input_grad: Callable[[torch.Tensor, torch.Tensor]
     slipped = [[f(g_out, w) for f, _, _ in GRAD_SLIPS] for g_out, w in cases]
     answers, worst = [], 0.0
     for (g_out, w), want in zip(cases, wanted):
-        with Watch(_AUTOGRAD) as watch:
+        with Watch(_AUTOGRAD) as watch, calling("conv_input_grad", g_out, w):
             got = conv_input_grad(g_out.clone(), w.clone())
         forbid(watch.used, "conv_input_grad", "compute the gradient by hand; see hint('conv_input_grad').")
         if getattr(got, "dtype", None) in (torch.float32, torch.float16, torch.bfloat16, np.float32):

@@ -13,7 +13,8 @@ from torch import nn
 from ..cost import count_parameters
 from ..resnets import ResidualBlock, SEBlock
 from . import Mistake, question, written_question
-from .tools import Watch, as_tensor, expect_choice, expect_close, expect_count, expect_shape, forbid, grad_check
+from .tools import (Watch, as_tensor, calling, expect_choice, expect_close, expect_count, expect_shape, forbid,
+                    grad_check)
 
 NOTEBOOK = "06_resnet_upgrade"
 BLOCK_CASES = [(8, 8, 1), (8, 16, 1), (8, 8, 2), (8, 16, 2)]     # (channels equal/different) x (stride 1/2)
@@ -170,7 +171,8 @@ def _grade_block(StudentBlock, question_id: str, what_name: str) -> None:
         _copy_into(theirs, ours, what)
         for mode, want in (("train", want_train), ("eval", want_eval)):
             theirs.train(mode == "train")
-            out = theirs(x.clone())
+            with calling(f"{what}, forward on x of shape {tuple(x.shape)} in {mode} mode"):
+                out = theirs(x.clone())
             if out is None:
                 raise Mistake(f"{what}: forward returned None: it computes the output but never returns it.", more)
             expect_shape(out, tuple(want.shape), f"the output of {what}",
@@ -451,7 +453,7 @@ def check_batchnorm_backward(student: Callable[..., Any]) -> str:
         dout, x, gamma, beta = _bn_inputs(g, n, d)
         want = _autograd_bn(dout, x, gamma, beta)
         variants = _dx_variants(dout, x, gamma, beta)
-        with Watch(BN_FORBIDDEN) as watch:
+        with Watch(BN_FORBIDDEN) as watch, calling("batchnorm_backward", dout, x, gamma, beta):
             result = student(dout.clone(), x.clone(), gamma.clone(), beta.clone())
         forbid(watch.used, "batchnorm_backward", "derive the gradients with the chain rule; autograd only checks them.")
         if not isinstance(result, (tuple, list)) or len(result) != 3:

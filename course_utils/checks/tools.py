@@ -16,18 +16,22 @@ from . import Mistake, _is_student_file
 _NUMPY = os.path.dirname(np.__file__) + os.sep
 
 
-def describe_input(value: Any) -> str:
-    """A short description of one argument for a message: a tensor's shape and dtype, a number as it is."""
+def describe_value(value: Any) -> str:
+    """A short description of an argument: an array's type, shape and dtype, anything else its short repr."""
     if isinstance(value, (torch.Tensor, np.ndarray)):
-        dtype = str(value.dtype).removeprefix("torch.")
-        return f"{type(value).__name__} of shape {tuple(value.shape)} ({dtype})"
-    return f"{value!r:.40}"
+        return f"{type(value).__name__} of shape {tuple(value.shape)} ({str(value.dtype).removeprefix('torch.')})"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 @contextlib.contextmanager
-def calling(call: str) -> Iterator[None]:
-    """Name the call (e.g. 'conv2d_fast(image 7x9, kernel 3x3, stride=2, padding=1)') on any error the student's
-    code raises inside the block, for check's message."""
+def calling(call: str, *args: Any, **kwargs: Any) -> Iterator[None]:
+    """Name the call on any error the student's code raises inside the block, for check's message: `call` as
+    it is ('conv2d_fast(image 7x9, kernel 3x3, stride=2, padding=1)'), or, given arguments, the function name
+    `call` with each argument described ('softmax(Tensor of shape (4, 10) (float64))')."""
+    if args or kwargs:
+        described = [*map(describe_value, args), *(f"{k}={describe_value(v)}" for k, v in kwargs.items())]
+        call = f"{call}({', '.join(described)})"
     try:
         yield
     except (Mistake, NotImplementedError):
