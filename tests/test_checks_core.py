@@ -287,6 +287,7 @@ def written_sheet(path, text: str | None):
     (None, "not answered yet: the saved notebook has no written-answer cell for 'why_double'"),
 ])
 def test_a_written_check_reads_the_saved_answer_cell(registry, tmp_path, monkeypatch, text, says):
+    assert checks.WRITTEN_PLACEHOLDER == PLACEHOLDER                       # the sheets' placeholder
     written_sheet(tmp_path / "sheet.ipynb", text)
     monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "sheet.ipynb"))        # as JupyterLab starts a kernel
     result = check("why_double")

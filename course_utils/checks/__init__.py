@@ -26,6 +26,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import json
 import os
 import pkgutil
 import re
@@ -39,6 +40,7 @@ from typing import Any, Callable
 
 NOT_ATTEMPTED = "not attempted yet"
 NOT_DEFINED = "not defined yet"
+WRITTEN_PLACEHOLDER = "YOUR ANSWER HERE"        # grading.written.PLACEHOLDER, without importing nbformat
 WRITTEN_NOTE = "recorded for your instructor: graded by hand from the written-answer cell above"
 NOT_ANSWERED = ("not answered yet: the saved notebook's answer cell above still says YOUR ANSWER HERE. Write your "
                 "answer there, save (Ctrl+S) and run this check again.")
@@ -285,17 +287,14 @@ def _saved_written_answer(qid: str) -> str | None:
     path = os.environ.get("JPY_SESSION_NAME", "")
     if not path.endswith(".ipynb") or not os.path.isfile(path):
         return None
-    import nbformat
-
-    from ..grading.written import PLACEHOLDER
-    try:
-        cells = nbformat.read(path, as_version=4).cells
-    except Exception:                         # a notebook being written, or not one: say nothing about it
+    try:                                      # plain JSON: nbformat takes seconds to import
+        cells = json.loads(Path(path).read_text(encoding="utf-8"))["cells"]
+        texts = ["".join(c["source"]).strip() for c in cells if c.get("metadata", {}).get("written_question") == qid]
+    except (OSError, ValueError, KeyError, TypeError):    # a notebook being written, or not one: say nothing
         return None
-    texts = [c.source.strip() for c in cells if c.get("metadata", {}).get("written_question") == qid]
     if not texts:
         return "no cell"
-    return "answered" if any(t and t != PLACEHOLDER for t in texts) else "empty"
+    return "answered" if any(t and t != WRITTEN_PLACEHOLDER for t in texts) else "empty"
 
 
 def _written_result(qid: str) -> CheckResult:
