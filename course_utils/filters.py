@@ -73,8 +73,8 @@ def plot_filters(weight: torch.Tensor, ax: Axes | None = None, title: str | None
     kernels = (f"{c_out} filters {kh}×{kw}" if c_in == 1 else
                f"{c_out} filters of {c_in} input channels, {c_out * c_in} kernels {kh}×{kw} "
                "(row = output channel, column = input channel)")
-    add_alt(ax, f"{title + ': ' if title else ''}{kernels}, weights {value_range(weight.detach().cpu())}, "
-                "red positive, blue negative, white zero")
+    what = title if title and f"{c_out} filters" in title else ": ".join(filter(None, [title, kernels]))
+    add_alt(ax, f"{what}, weights {value_range(weight.detach().cpu())}, red positive, blue negative, white zero")
     return show_grid(grid, ax, title)
 
 

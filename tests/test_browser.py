@@ -117,6 +117,14 @@ def test_explorer_figure_has_three_titled_panels_and_two_colour_bars(lab):
     assert width == figure.width                                       # shown at full size, not shrunk
 
 
+def test_a_figure_shows_its_alt_text_in_jupyterlab(lab):
+    page, _ = lab
+    cell = page.locator(".jp-CodeCell:has-text('plot_filters(two_layer.conv1.weight')").first
+    cell.scroll_into_view_if_needed()                               # JupyterLab renders only the cells in view
+    alt = cell.locator(".jp-OutputArea-output img").first.get_attribute("alt")
+    assert alt.startswith("2 panels. Panel 1: two-layer CNN conv1: 8 filters 3×3, weights from ")
+
+
 def test_digit_slider_key_press_redraws_the_figure(lab):
     page, _ = lab
     box = page.locator(DIGIT_BOX).first
