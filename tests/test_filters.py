@@ -189,7 +189,7 @@ def test_the_sheet_has_six_checked_questions_in_four_kinds_and_a_written_one_all
     questions = questions_for(NOTEBOOK)
     assert [q.id for q in questions] == ["plot_filters", "feature_maps", "normalize_filters", "filter_tiles",
                                          "predicted_pool_shape", "pool_receptive_field", "positive_filter_choice",
-                                         "conv_input_grad"]
+                                         "conv_input_grad", "conv_layer_backward"]
     assert len({q.kind for q in questions}) >= 4 and all(q.kind in KINDS for q in questions)
     assert [w.id for w in written_for(NOTEBOOK)] == ["first_layer_filters"]
     assert all(2 <= len(q.hints) <= 3 for q in questions + written_for(NOTEBOOK))
