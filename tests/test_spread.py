@@ -37,3 +37,47 @@ def test_seed_spread_returns_the_numbers_of_each_seed(mnist, tmp_path, monkeypat
     assert spread.test_acc.values[0] != spread.test_acc.values[1]             # different seeds, different draws
     with pytest.raises(ValueError, match="at least one seed"):
         seed_spread(config, data, seeds=[])
+
+
+def test_prediction_interval_width_is_students_t():
+    from course_utils.spread import prediction_k
+    assert prediction_k(5) == pytest.approx(2.7764 * math.sqrt(1.2), abs=1e-3)       # ± 3.04 sd for 5 seeds
+    assert prediction_k(30) == pytest.approx(2.0452 * math.sqrt(1 + 1 / 30), abs=1e-3)
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        prediction_k(1)
+
+
+def test_reproduction_verdict_by_hand():
+    from course_utils.spread import SeedSpread, reproduction_verdict
+    seeds = (1, 2, 3, 4, 5)
+    spread = SeedSpread(TrainConfig("TwoLayerCNN"), Spread(seeds, (0.9870, 0.9875, 0.9865, 0.9872, 0.9868)),
+                        Spread(seeds, (0.0390, 0.0380, 0.0400, 0.0385, 0.0395)))
+    # accuracy: mean 0.9870, sd 0.000387 -> ± 3.04 sd = 98.58-98.82 %; loss: mean 0.0390, sd 0.00079 -> 0.0366-0.0414
+    assert "is inside" in reproduction_verdict(spread, 0.9874, 0.0412)
+    assert "98.58-98.82 %" in reproduction_verdict(spread, 0.9874, 0.0412)
+    assert "is outside" in reproduction_verdict(spread, 0.9874, 0.0420)       # the loss alone can rule it out
+    assert "is outside" in reproduction_verdict(spread, 0.9890, 0.0390)
+
+
+def test_stored_spread_round_trips_and_the_course_file_holds_the_recipe(tmp_path):
+    from course_utils.spread import REPORT_RECIPE, load_stored_spread, write_stored
+    runs = [{"seed": s, "test_acc": 0.98 + s / 1000, "test_loss": 0.04 - s / 1000, "seconds": 100.0 + s}
+            for s in (1, 2)]
+    saved = {"config": REPORT_RECIPE.__dict__, "runs": runs, "machine": "a CPU", "torch": "2.x", "threads": 2,
+             "command": "python -m course_utils.spread"}
+    write_stored(saved, tmp_path / "spread.py")
+    stored = load_stored_spread(tmp_path / "spread.py")
+    assert stored.spread.test_acc.values == (0.981, 0.982) and stored.spread.test_loss.seeds == (1, 2)
+    assert "a CPU (2 CPU thread(s)), torch 2.x, 102 s" in stored.provenance()
+    course = load_stored_spread()                                 # the file notebook 03 reads
+    assert course.spread.config == REPORT_RECIPE and course.spread.test_acc.seeds == (1, 2, 3, 4, 5)
+    assert all(0.1 < acc <= 1 and 0 < loss < math.log(10) for acc, loss in
+               zip(course.spread.test_acc.values, course.spread.test_loss.values))
+    with pytest.raises(FileNotFoundError, match="python -m course_utils.spread"):
+        load_stored_spread(tmp_path / "absent.py")
+
+
+def test_the_stored_spread_needs_the_full_mnist(mnist):
+    from course_utils.spread import measure_stored_spread
+    with pytest.raises(ValueError, match="all 60,000"):
+        measure_stored_spread(mnist.subset(1000))
