@@ -180,25 +180,27 @@ def verdict(a: Arm, b: Arm, label: str = "", on: str = "validation", metric: str
     va, vb = getattr(a, metric), getattr(b, metric)
     d = scale * (statistics.fmean(vb) - statistics.fmean(va))
     text = f"{head}{b.name} minus {a.name}: {fmt(d)}{unit} of {what}"
-    paired = None
-    if metric == "acc" and a.correct is not None and b.correct is not None:
-        m = mcnemar(a.correct, b.correct)
-        paired = (m.p, f"paired on the same {m.n:,} {on} digits, {m.b} right only for {a.name} and {m.c} "
-                       f"only for {b.name}: exact McNemar {_p(m.p)}")
+    m = mcnemar(a.correct, b.correct) if metric == "acc" and a.correct is not None and b.correct is not None else None
+    pairs = m and (f"paired on the same {m.n:,} {on} digits, {m.b} right only for {a.name} and {m.c} "
+                   f"only for {b.name}")
     if len(va) >= 2 and len(vb) >= 2:
         w = welch(va, vb)
-        seeds = (f"over {len(va)} and {len(vb)} seeds {fmt(scale * w.d)} ± {scale * w.se:.{digits}f} "
-                 f"(Welch se, {w.df:.1f} df), t = {w.t:.2f}, "
-                 f"95 % interval [{fmt(scale * w.low)}, {fmt(scale * w.high)}]")
         word = "resolved" if w.p < ALPHA else "not resolved"
-        text += f"; {seeds}" + (f"; {paired[1]}" if paired else "")
-        return text + f": {word} across seeds at the {100 * ALPHA:g} % level ({_p(w.p)})."
-    single = " and ".join(arm.name for arm in (a, b) if len(getattr(arm, metric)) < 2)
-    if paired:
-        word = "resolved for these two trained models" if paired[0] < ALPHA else "not resolved"
-        return (text + f"; {paired[1]}: {word} ({_p(paired[0])}); one seed of {single}, so the seed-to-seed "
-                "spread is not measured.")
-    return text + f"; one seed of {single} and no paired test: not resolvable by this run."
+        text += (f"; over {len(va)} and {len(vb)} seeds {fmt(scale * w.d)} ± {scale * w.se:.{digits}f} "
+                 f"(Welch se, {w.df:.1f} df), t = {w.t:.2f}, 95 % interval [{fmt(scale * w.low)}, "
+                 f"{fmt(scale * w.high)}]: {word} across seeds at the {100 * ALPHA:g} % level (Welch {_p(w.p)}).")
+        if m:
+            unconfirmed = m.p < ALPHA <= w.p
+            text += (f" The first seeds alone, {pairs}: exact McNemar {_p(m.p)}"
+                     + (", a difference between these two networks that retraining does not confirm." if unconfirmed
+                        else "."))
+        return text
+    single = "each" if len(va) < 2 and len(vb) < 2 else "of " + (a.name if len(va) < 2 else b.name)
+    if m:
+        word = "resolved for these two trained networks" if m.p < ALPHA else "not resolved"
+        return (text + f"; {pairs}: {word} (exact McNemar {_p(m.p)}); one seed {single}, so the spread "
+                "from retraining is not measured.")
+    return text + f"; one seed {single} and no paired test: not resolvable by this run."
 
 
 def direction(a: Arm, b: Arm, metric: str = "acc", n_classes: int = 10) -> int:

@@ -90,7 +90,12 @@ def test_welch_on_the_issue_numbers_is_not_resolved():
     sentence = verdict(Arm("upgrade", tuple(v / 100 for v in a), (0.1,) * 3),
                        Arm("upgrade + SE", tuple(v / 100 for v in b), (0.1,) * 3), "c")
     assert sentence.startswith("(c) upgrade + SE minus upgrade: -3.03 points of validation accuracy")
-    assert "± 1.31 (Welch se" in sentence and "not resolved across seeds" in sentence and "p = 0.0" in sentence
+    assert "± 1.31 (Welch se" in sentence and "not resolved across seeds" in sentence and "(Welch p = 0.0" in sentence
+    right_a, right_b = vectors(900, 30, 10, 60)                                       # McNemar p = 0.002
+    paired = verdict(Arm("upgrade", tuple(v / 100 for v in a), (0.1,) * 3, right_a),
+                     Arm("upgrade + SE", tuple(v / 100 for v in b), (0.1,) * 3, right_b), "c")
+    assert paired.startswith(sentence) and "30 right only for upgrade and 10 only for upgrade + SE" in paired
+    assert paired.endswith("a difference between these two networks that retraining does not confirm.")
 
 
 def test_single_seeds_are_resolved_only_by_the_paired_test():
@@ -98,7 +103,8 @@ def test_single_seeds_are_resolved_only_by_the_paired_test():
     a, b = Arm("A", (0.901,), (0.3,), a_right), Arm("B", (0.909,), (0.3,), b_right)
     resolved = verdict(a, b)
     assert "+0.80 points" in resolved and "1 right only for A and 9 only for B" in resolved
-    assert "resolved for these two trained models (p = 0.021)" in resolved
+    assert "resolved for these two trained networks (exact McNemar p = 0.021)" in resolved
+    assert resolved.endswith("one seed each, so the spread from retraining is not measured.")
     assert "not resolved" in verdict(Arm("A", (0.9,), (0.3,), vectors(900, 4, 6, 90)[0]),
                                      Arm("B", (0.902,), (0.3,), vectors(900, 4, 6, 90)[1]))
     assert verdict(Arm("A", (0.9,), (0.3,)), Arm("B", (0.95,), (0.3,))).endswith("not resolvable by this run.")
