@@ -17,8 +17,9 @@ cores) and the CPU time each student's grading used (worker, kernel and checker 
 other load on the machine inflates far less than the wall time. The exercise and solution
 notebooks are copied first, so that the grader's guard watches only the copies. --keep DIR keeps
 everything there; --figure copies the item-analysis PNG to a path. --sandbox-overhead grades the
-same class twice, back to back, with the default sandbox and with --no-sandbox, and prints both
-times and their ratio (the sandbox's cost, under the same load).
+same class with the default sandbox and with --no-sandbox, back to back (--rounds N: N rounds,
+the order alternating), and prints both mean times and their ratio (the sandbox's cost, under
+the same load).
 """
 from __future__ import annotations
 
@@ -150,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--figure", type=Path, help="copy the item-analysis figure (grades.stats.png) here")
     p.add_argument("--sandbox-overhead", action="store_true",
                    help="grade the class with and without the sandbox, back to back; print both times")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="with --sandbox-overhead: rounds, the order of the arms alternating (ABBA...)")
     args = p.parse_args(argv)
     if args.sandbox_overhead:
         return sandbox_overhead(args)
@@ -195,9 +198,10 @@ def sandbox_overhead(args: argparse.Namespace) -> int:
             (root / "course" / folder).mkdir(parents=True)
             shutil.copy(ROOT / folder / f"{args.assignment}.ipynb", root / "course" / folder)
         paths = make_class(solution, args.students, root)
-        timings, books = {}, {}
-        for arm, extra in (("sandbox", []), ("no sandbox", ["--no-sandbox"])):
-            out = "out-" + arm.replace(" ", "-")
+        timings, books = {"sandbox": [], "no sandbox": []}, {}
+        arms = [("sandbox", []), ("no sandbox", ["--no-sandbox"])]
+        for r, (arm, extra) in enumerate(a for r in range(args.rounds) for a in (arms if r % 2 == 0 else arms[::-1])):
+            out = f"out-{r}-" + arm.replace(" ", "-")
             command = grade_command(args.assignment, args.jobs, root, paths, out) + extra
             print("$ " + shlex.join(["python", *command[1:]]).replace(str(root), "CLASS"), flush=True)
             start = time.perf_counter()
@@ -205,16 +209,18 @@ def sandbox_overhead(args: argparse.Namespace) -> int:
             seconds = time.perf_counter() - start
             book = root / out / "grades.csv"
             cpu = [json.loads(r.read_text())["cpu_seconds"] for r in book.with_suffix("").glob("*/result.json")]
-            timings[arm] = (seconds, sum(cpu) / len(cpu))
+            timings[arm].append((seconds, sum(cpu) / len(cpu)))
+            print(f"{arm}: {seconds:.1f} s", flush=True)
             with open(book, newline="", encoding="utf-8") as f:
                 books[arm] = {r["student"]: (r["total"], r["status"]) for r in csv.DictReader(f)}
-    print("\n| arm | hand-ins | jobs | seconds | CPU s per student |\n|---|---|---|---|---|")
-    for arm, (seconds, cpu) in timings.items():
-        print(f"| {arm} | {args.students} | {args.jobs} | {seconds:.1f} | {cpu:.2f} |")
-    ratio = timings["sandbox"][0] / timings["no sandbox"][0]
+    mean = {arm: [sum(x) / len(runs) for x in zip(*runs)] for arm, runs in timings.items()}
+    print(f"\n| arm | hand-ins | jobs | rounds | seconds (mean) | CPU s per student |\n|---|---|---|---|---|---|")
+    for arm, (seconds, cpu) in mean.items():
+        print(f"| {arm} | {args.students} | {args.jobs} | {args.rounds} | {seconds:.1f} | {cpu:.2f} |")
+    ratio = mean["sandbox"][0] / mean["no sandbox"][0]
     same = "the same" if books["sandbox"] == books["no sandbox"] else "DIFFERENT"
     print(f"\nsandbox / no sandbox: {ratio:.2f}x the seconds, "
-          f"{timings['sandbox'][1] / timings['no sandbox'][1]:.2f}x the CPU per student; gradebooks: {same}")
+          f"{mean['sandbox'][1] / mean['no sandbox'][1]:.2f}x the CPU per student; gradebooks: {same}")
     return 0 if ratio <= 1.25 and same == "the same" else 1
 
 

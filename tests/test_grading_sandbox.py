@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -332,3 +333,49 @@ def test_a_grader_stopped_midway_leaves_no_process_and_a_rerun_finishes(tmp_path
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert set(read_rows(book)) == {"ana", "björn", "x_killer"}
     assert no_process_left(marker) == []
+
+
+def _joined_report(pid: int, work: Path, user: str | None, write: int) -> None:
+    """In a forked child: join the sandbox `pid` (as `user`), write what it is and sees as JSON, exit."""
+    try:
+        isolation.join(pid, str(work), user)
+        status = Path("/proc/self/status").read_text()
+        try:
+            open(Path(isolation.__file__).parent / "planted.txt", "w")
+            course_writable = True
+        except OSError:
+            course_writable = False
+        Path("mine.txt").write_text("x")
+        report = {"uid": os.getuid(), "pid": os.getpid(), "caps": status.split("CapEff:")[1].split()[0],
+                  "root": sorted(os.listdir("/")), "course_writable": course_writable}
+        os.write(write, json.dumps(report).encode())
+    finally:
+        os._exit(0)
+
+
+@needs_sandbox
+@pytest.mark.parametrize("user", [None, "nobody"])
+def test_a_forked_process_joins_the_sandbox_without_privileges(tmp_path, user):
+    if user and os.geteuid() != 0:
+        pytest.skip("--user needs root")
+    work = tmp_path / "work"
+    work.mkdir()
+    if user:
+        work.chmod(0o777)
+    holder = isolation.Holder(work, user_namespace=user is None)
+    pid = holder.start()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:
+        _joined_report(pid, work, user, write)
+    os.close(write)
+    with os.fdopen(read) as f:
+        report = json.loads(f.read())
+    os.waitpid(child, 0)
+    holder.stop()
+    assert report["caps"] == "0000000000000000" and report["pid"] < 10        # its own PID namespace
+    assert not report["course_writable"] and "home" not in report["root"]
+    assert (work / "mine.txt").is_file()
+    if user:
+        uid = pwd.getpwnam(user).pw_uid
+        assert report["uid"] == uid and (work / "mine.txt").stat().st_uid == uid

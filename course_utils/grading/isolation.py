@@ -65,9 +65,14 @@ def bwrap_args(work: Path, network: bool = False, user_namespace: bool = True, h
         elif os.path.isdir(path):
             args += ["--ro-bind", path, path]
     bound = sorted({os.path.realpath(p) for p in _readable_folders()})
+    bound = [p for p in bound if not any(p.startswith(b + os.sep) for b in bound)]   # inner ones come along
+    if not user_namespace:      # as root for --user: that user must pass the folders bwrap makes above them
+        above = {str(a) for p in [*bound, str(work)] for a in Path(p).parents
+                 if str(a) != "/" and not any(str(a) == b or str(a).startswith(b + os.sep) for b in [*bound, *SYSTEM])}
+        for folder in sorted(above):
+            args += ["--perms", "0755", "--dir", folder]
     for path in bound:
-        if not any(path.startswith(b + os.sep) for b in bound):     # a folder inside another comes with it
-            args += ["--ro-bind", path, path]
+        args += ["--ro-bind", path, path]
     args += ["--bind", str(work), str(work)]
     for path in {os.path.realpath(p) for p in (*SECRETS, *hide)}:   # never visible, even inside a bound folder
         if not any(path == b or path.startswith(b + os.sep) for b in [*bound, *SYSTEM]):
