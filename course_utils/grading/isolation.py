@@ -29,7 +29,7 @@ PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 NAMESPACES = ("mnt", "pid", "net", "ipc", "uts")
 SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
-SECRETS = ("/etc/shadow", "/etc/gshadow", "/etc/ssh", "/etc/sudoers", "/etc/sudoers.d")
+SECRETS = ("/etc/shadow", "/etc/gshadow", "/etc/ssh", "/etc/sudoers", "/etc/sudoers.d", "/etc/ssl/private")
 ENABLE = """\
 Student code runs in a bubblewrap sandbox by default (no classmates' work, feedback, gradebook or
 network), which needs the `bwrap` command and user namespaces. Here: {why}. To enable it:
