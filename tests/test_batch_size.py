@@ -421,12 +421,12 @@ def test_kalman_gain_check_names_each_mistake():
     assert "√" not in grade("kalman_gain_limit", lambda q, r: q / r).message        # the closed form is a hint
 
 
-def test_hints_come_one_tier_at_a_time_formula_last(capsys):
-    from course_utils.checks import _HINTS_SHOWN
+def test_hints_come_one_tier_at_a_time_and_the_formula_only_in_the_solution(capsys):
+    from course_utils.checks import _HINTS_SHOWN, solution
     _HINTS_SHOWN.pop("steps_per_epoch", None)
-    first, second, third = (hint("steps_per_epoch") for _ in range(3))
-    assert "HINT 1/3" in first and "ceil" not in first and "-(-n // b)" in third
-    assert "last hint" in third
+    first, second = (hint("steps_per_epoch") for _ in range(2))
+    assert "HINT 1/2" in first and "ceil" not in first + second and "last hint" in second
+    assert "-(-n // b)" in solution("steps_per_epoch")
 
 
 def test_written_question_is_recorded_for_the_instructor():

@@ -216,9 +216,9 @@ def test_output_size_diagnoses_what_the_wrong_cases_share(answer, says):
     failed_with("output_size", answer, says)
 
 
-def test_the_last_hint_of_output_size_gives_the_formula():
-    tiers = next(q for q in questions_for(NOTEBOOK) if q.id == "output_size").hints
-    assert FORMULA in tiers[-1] and not any(FORMULA in t for t in tiers[:-1])
+def test_the_solution_of_output_size_gives_the_formula_and_no_hint_does():
+    q = next(q for q in questions_for(NOTEBOOK) if q.id == "output_size")
+    assert FORMULA in q.reveal and not any(FORMULA in t for t in q.hints)
 
 
 # ---------- conv_output_shape (predict)

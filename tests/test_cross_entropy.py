@@ -125,10 +125,10 @@ def passes(qid, answer):
 
 
 def fails_with(qid, answer, says):
-    """The answer fails with `says` in its message, and the message keeps the formula (the last hint) back."""
+    """The answer fails with `says` in its message, and the message keeps the formula (the solution) back."""
     result = grade(qid, answer)
     assert not result.passed and says in result.message, result.message
-    assert QUESTIONS[qid].hints[-1] not in result.message
+    assert QUESTIONS[qid].reveal not in result.message
     return result
 
 

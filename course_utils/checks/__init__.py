@@ -9,9 +9,12 @@ also reports the warnings the student's code raised while it was checked.
 
 Written questions (`written_question(...)`) are graded by hand: their check says so, or, in
 JupyterLab, that the saved notebook's answer cell still holds the placeholder. In a notebook,
-`check_all()` prints every question of that notebook with its state, and `hint(question_id)` gives
-that question's hints one tier per call, the formula last; both return values that Jupyter does not
-display again. `check(question_id)` without an answer takes the answer from the notebook's names.
+`check_all()` prints every question of that notebook with its state, `hint(question_id)` gives
+that question's hints one tier per call (where to look, then what is wrong) and `solution(question_id)` the
+answer; all return values that Jupyter does not display again. Hints, revealed answers and the letters
+checked for a multiple-choice question are written into the notebook's outputs (metadata `cnn_course`),
+where the grader reads them (`course_utils.grading.usage`). `check(question_id)` without an answer
+takes the answer from the notebook's names.
 Printed messages wrap at word boundaries to `WIDTH` columns.
 
 The grader (`course_utils.grade`) runs each grader twice: in a child process against a stand-in
@@ -79,6 +82,7 @@ class Question:
     hints: tuple[str, ...] = ()
     kind: str = "implement"
     prepare: Callable[[], object] | None = None
+    reveal: str = ""
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,7 @@ class WrittenQuestion:
     max_points: float
     hints: tuple[str, ...] = ()
     kind: str = "written"
+    reveal: str = ""
 
 
 @dataclass(frozen=True)
@@ -166,14 +171,19 @@ def _common_cause(err: BaseException) -> str:
 QUESTIONS: dict[str, Question] = {}
 WRITTEN: dict[str, WrittenQuestion] = {}
 _HINTS_SHOWN: dict[str, int] = {}
+_REVEALED: set[str] = set()
+_TRIES: dict[str, list[str]] = {}
+RECORD_KEY = "cnn_course"                       # the output metadata key of hint, solution and check records
 
 
 def question(qid: str, notebook: str, answer_name: str | None = None, points: float = 1.0,
              hints: tuple[str, ...] = (), kind: str = "implement",
-             prepare: Callable[[], object] | None = None) -> Callable[[Callable[[Any], str]], Callable[[Any], str]]:
+             prepare: Callable[[], object] | None = None,
+             reveal: str = "") -> Callable[[Callable[[Any], str]], Callable[[Any], str]]:
     """Register the decorated grader as question `qid` of `notebook` (answer defined as `answer_name`).
 
-    `hints` are shown one per `hint(qid)` call: where to look first, the formula or the fix last.
+    `hints` are shown one per `hint(qid)` call: where to look first, then what is wrong, never the answer;
+    `reveal` (the formula, the number, the letter or the code) only through `solution(qid)`.
     `kind` is one of KINDS. `prepare` (a cached loader the grader calls) lets the grading process
     load it once for every recording of the answer.
     """
@@ -181,14 +191,17 @@ def question(qid: str, notebook: str, answer_name: str | None = None, points: fl
         raise ValueError(f"kind {kind!r} of {qid!r} is not one of {', '.join(KINDS)}")
 
     def register(grader: Callable[[Any], str]) -> Callable[[Any], str]:
-        QUESTIONS[qid] = Question(qid, notebook, answer_name or qid, points, grader, tuple(hints), kind, prepare)
+        QUESTIONS[qid] = Question(qid, notebook, answer_name or qid, points, grader, tuple(hints), kind, prepare,
+                                  reveal)
         return grader
     return register
 
 
-def written_question(qid: str, notebook: str, points: float = 1.0, hints: tuple[str, ...] = ()) -> None:
-    """Register `qid` as a written question of `notebook` (its cell is tagged written-answer)."""
-    WRITTEN[qid] = WrittenQuestion(qid, notebook, points, tuple(hints))
+def written_question(qid: str, notebook: str, points: float = 1.0, hints: tuple[str, ...] = (),
+                     reveal: str = "") -> None:
+    """Register `qid` as a written question of `notebook` (its cell is tagged written-answer); `reveal` is
+    what a full answer says, shown by `solution(qid)`."""
+    WRITTEN[qid] = WrittenQuestion(qid, notebook, points, tuple(hints), reveal=reveal)
 
 
 def load_all() -> dict[str, Question]:
@@ -358,8 +371,11 @@ def check(qid: str, answer: Any = _MISSING) -> CheckResult:
                              f"Run the cell that defines it first (or pass it: check({qid!r}, {q.answer_name})).",
                              attempted=False)
     else:
-        result = grade(qid, namespace[q.answer_name] if q is not None else None)
+        answer = namespace[q.answer_name] if q is not None else None
+        result = grade(qid, answer)
     _show(result)
+    if q is not None and result.attempted and answer is not _MISSING and _record_try(q, answer):
+        _emit("", {"check": qid})
     return result
 
 
@@ -402,17 +418,74 @@ def check_all(notebook: str | None = None, namespace: dict[str, Any] | None = No
     return results
 
 
+def _usage() -> dict:
+    """What this kernel has shown and tried so far: hint tiers, revealed answers, multiple-choice tries."""
+    return {"hints": dict(_HINTS_SHOWN), "reveals": sorted(_REVEALED), "tries": {q: list(t) for q, t in _TRIES.items()}}
+
+
+def _emit(text: str, record: dict) -> None:
+    """Print `text` (if any); in a Jupyter kernel, with `record` given, add an empty output whose metadata holds
+    `record` and this kernel's usage, so that the saved notebook keeps it (the grader reads it from the hand-in)."""
+    if text:
+        print(text)
+    try:
+        from IPython import get_ipython
+        shell = get_ipython()
+    except ImportError:
+        shell = None
+    if record and shell is not None and getattr(shell, "kernel", None) is not None:
+        from IPython.display import display
+        display({"text/plain": ""}, raw=True, metadata={RECORD_KEY: {**record, "usage": _usage()}})
+
+
+def _record_try(q: Question, answer: Any) -> bool:
+    """Keep a multiple-choice answer (a string) checked for `q`, for the grader's multiple-choice policy;
+    whether it is one."""
+    if q.kind not in ("concept", "predict") or not isinstance(answer, str):
+        return False
+    tries = _TRIES.setdefault(q.id, [])
+    if not tries or tries[-1] != answer:
+        tries.append(answer)
+    return True
+
+
 def hint(qid: str) -> Quiet:
-    """Print the next hint for question `qid` (one more tier per call) and return it (Jupyter shows it once)."""
+    """Print the next hint for question `qid` (one more tier per call) and return it (Jupyter shows it once).
+
+    Hints say where to look and what is wrong; `solution(qid)` shows the answer. The saved notebook records
+    the tiers shown, which the grader reads (the instructor may deduct points for them)."""
     load_all()
     q = QUESTIONS.get(qid) or WRITTEN.get(qid)
+    record: dict = {}
     if q is None:
         text = _unknown(qid, inspect.currentframe().f_back.f_globals)
     elif not q.hints:
         text = f"[{qid}] has no hints: read the exercise text again, then run its check."
     else:
         shown = _HINTS_SHOWN[qid] = min(_HINTS_SHOWN.get(qid, 0) + 1, len(q.hints))
-        last = "  (that is the last hint)" if shown == len(q.hints) else f"  (call hint({qid!r}) again for more)"
+        last = (f"  (that is the last hint; solution({qid!r}) shows the answer, which your instructor sees)"
+                if shown == len(q.hints) else f"  (call hint({qid!r}) again for more)")
         text = f"💡 HINT {shown}/{len(q.hints)} [{qid}] {q.hints[shown - 1]}{last}"
-    print(wrap(text))
+        record = {"hint": qid, "tier": shown}
+    _emit(wrap(text), record)
+    return Quiet(text)
+
+
+def solution(qid: str) -> Quiet:
+    """Print the answer of question `qid` (the formula, the number, the letter or the code) and return it.
+
+    The saved notebook records that it was revealed: the grader reads it, the gradebook and the feedback show
+    it, and by default the question then earns no points."""
+    load_all()
+    q = QUESTIONS.get(qid) or WRITTEN.get(qid)
+    record: dict = {}
+    if q is None:
+        text = _unknown(qid, inspect.currentframe().f_back.f_globals)
+    elif not q.reveal:
+        text = f"[{qid}] has no answer to reveal: ask your instructor."
+    else:
+        _REVEALED.add(qid)
+        text = f"🔓 SOLUTION [{qid}] {q.reveal}  (recorded in this notebook: your instructor sees it was revealed)"
+        record = {"reveal": qid}
+    _emit(wrap(text), record)
     return Quiet(text)

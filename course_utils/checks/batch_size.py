@@ -54,8 +54,8 @@ def _steps_mistakes(cases) -> dict[str, list[int]]:
 @question("steps_per_epoch", NOTEBOOK, kind="implement", hints=(
         "An epoch trains on every image once; count the batches, and look at what happens to the images "
         "left over when the batch size does not divide n.",
-        "The last batch may be partial, and it still costs one step. n / b gives a float: a count is an int.",
-        "ceil(n / b): math.ceil(n / b), or in integers -(-n // b) or (n + b - 1) // b."))
+        "The last batch may be partial, and it still costs one step. n / b gives a float: a count is an int."),
+    reveal="ceil(n / b): math.ceil(n / b), or in integers -(-n // b) or (n + b - 1) // b.")
 def check_steps_per_epoch(steps_per_epoch) -> str:
     want = [-(-n // b) for n, b in STEP_CASES]
     mistakes = _steps_mistakes(STEP_CASES)
@@ -87,8 +87,8 @@ def check_steps_per_epoch(steps_per_epoch) -> str:
 @question("equal_images_steps", NOTEBOOK, kind="concept", hints=(
         "Equal images seen means the two runs processed the same number of training images in all; each "
         "step processes one batch.",
-        "Count batch 512's images first; then ask how many batches of 32 hold as many.",
-        "steps × 512 = steps₃₂ × 32, so steps₃₂ = 60 × 512 / 32."))
+        "Count batch 512's images first; then ask how many batches of 32 hold as many."),
+    reveal="steps × 512 = steps₃₂ × 32, so steps₃₂ = 60 × 512 / 32.")
 def check_equal_images_steps(equal_images_steps) -> str:
     want, value = 60 * 512 // 32, equal_images_steps
     number = _number(value, "equal_images_steps")
@@ -142,7 +142,10 @@ def parse_ordering(prediction) -> tuple[int, ...]:
         "Same epochs, same rate, same seed: what differs between the three runs is the number of steps each "
         "takes and how noisy each step is.",
         "Use steps_per_epoch: how many updates does each batch size make in one epoch, and how far does each "
-        "update move the weights at a fixed learning rate?"))
+        "update move the weights at a fixed learning rate?"),
+    reveal="Any order of 32, 64 and 512 written down before the run earns the point. The reasoning: at one fixed"
+    " rate steps_per_epoch(n, 32) is about 16 * steps_per_epoch(n, 512), so after the same epochs the small "
+    "batches have made many more updates and moved further; the next cell measures the order.")
 def check_prediction(my_prediction) -> str:
     order = parse_ordering(my_prediction() if callable(my_prediction) else my_prediction)
     return (f"prediction recorded: {' > '.join(map(str, order))} (best first). It is graded for being "
@@ -153,8 +156,8 @@ def check_prediction(my_prediction) -> str:
         "A step's loss is the mean of the losses of the batch's images. How does the spread of a mean depend on "
         "how many values it averages?",
         "The variance of a mean of b independent values is σ² / b; the question asks for a ratio of standard "
-        "deviations, not of variances.",
-        "std₃₂ / std₅₁₂ = (σ / √32) / (σ / √512) = √(512 / 32) = √16."))
+        "deviations, not of variances."),
+    reveal="std₃₂ / std₅₁₂ = (σ / √32) / (σ / √512) = √(512 / 32) = √16 = 4.")
 def check_noise_ratio(predicted_noise_ratio) -> str:
     truth = math.sqrt(512 / 32)
     number = _number(predicted_noise_ratio, "predicted_noise_ratio")
@@ -198,7 +201,10 @@ ADADELTA_OPTIONS = {
         "big each step is.",
         "Section 2 of the lecture prints the ratio of Adadelta's effective rates |Δθ| / |g|, batch 512 over "
         "batch 32: compare it with the 16× that would make 16 times fewer steps cover the same ground. Section 1 "
-        "prints the test accuracy after every epoch: when do the two batch sizes meet?"))
+        "prints the test accuracy after every epoch: when do the two batch sizes meet?"),
+    reveal="(f): Adadelta's effective rate |Δθ| / |g| grows for batch 512's less noisy gradients, but by far "
+    "less than 16× (section 2), so batch 512 trails epoch by epoch (section 1); the shrinking StepLR rate"
+    " lets both runs converge, so the final figures meet.")
 def check_adadelta_no_gap(adadelta_answer) -> str:
     return expect_choice(adadelta_answer, ADADELTA_OPTIONS, "f", "adadelta_answer")
 
@@ -244,8 +250,8 @@ def _as_schedule(value, what: str) -> torch.Tensor:
         "Two parts: the rate a batch of batch_size should end at (the linear-scaling rule, relative to "
         "base_batch), and how the first warmup_steps steps get there from base_lr.",
         "k = batch_size / base_batch, target kη. During the warm-up the rate moves by equal amounts per step "
-        "from η; the t-th step (t from 1) has done t / warmup_steps of the way, and from warmup_steps on it holds.",
-        "lr_t = η + min(1, t / warmup_steps) · (kη − η) for t = 1, …, total_steps."))
+        "from η; the t-th step (t from 1) has done t / warmup_steps of the way, and from warmup_steps on it holds."),
+    reveal="lr_t = η + min(1, t / warmup_steps) · (kη − η) for t = 1, …, total_steps.")
 def check_warmup_schedule(warmup_schedule) -> str:
     wants = [_schedule(*case) for case in WARMUP_CASES]
     mistakes = [{m: _schedule(*case, **parts) for m, parts in _WARMUP_MISTAKES.items()} for case in WARMUP_CASES]
@@ -287,8 +293,8 @@ def _choice_cases() -> list[tuple[dict[float, History], float]]:
 @question("choose_lr", NOTEBOOK, kind="implement", hints=(
         "Which of the three splits may a choice look at, and which epoch's model is the one you keep?",
         "The test set is scored once, after the choice; training accuracy rewards memorising; the model kept is "
-        "the one after the last epoch.",
-        "return max(histories, key=lambda lr: histories[lr].val_acc[-1])"))
+        "the one after the last epoch."),
+    reveal="return max(histories, key=lambda lr: histories[lr].val_acc[-1])")
 def check_choose_lr(choose_lr) -> str:
     for histories, want in _choice_cases():
         got = choose_lr(copy.deepcopy(histories))
@@ -334,8 +340,8 @@ def _ema_cases() -> list[tuple[torch.Tensor, float]]:
 
 @question("ema", NOTEBOOK, kind="implement", hints=(
         "Compare your first smoothed value with the first loss: they should be equal. Why is m_1 not?",
-        "m_0 = 0 pulls the early m_t toward zero; the weights β^(t−i)(1 − β) summed over i = 1..t are 1 − β^t.",
-        "s_t = m_t / (1 − β^t) with t counted from 1, one value per input."))
+        "m_0 = 0 pulls the early m_t toward zero; the weights β^(t−i)(1 − β) summed over i = 1..t are 1 − β^t."),
+    reveal="s_t = m_t / (1 − β^t) with t counted from 1, one value per input.")
 def check_ema(ema) -> str:
     cases = _ema_cases()
     wants = [(ema_reference(values, beta), _uncorrected(values.double(), beta)) for values, beta in cases]
@@ -368,8 +374,8 @@ def _smoothing_mistakes(losses: torch.Tensor, b: int, images: int) -> dict[str, 
         "Run the check on `reported_smoothing` and compare its first value with the first loss; then ask how "
         "many images the EMA averages over at batch 32 and at batch 512.",
         "An EMA with factor β averages about 1 / (1 − β) steps, that is batch_size / (1 − β) images; and it "
-        "needs the bias correction of exercise `ema`.",
-        "beta = 1 − batch_size / images, and s_t = m_t / (1 − β^t) (or call the `ema` you wrote)."))
+        "needs the bias correction of exercise `ema`."),
+    reveal="beta = 1 − batch_size / images, and s_t = m_t / (1 − β^t) (or call the `ema` you wrote).")
 def check_smooth_per_image(smooth_per_image) -> str:
     g = torch.Generator().manual_seed(7)
     cases = [(1.5 * torch.exp(-torch.arange(60.0, dtype=torch.float64) / 25)
@@ -406,8 +412,8 @@ def _gain_mistakes(q: float, r: float) -> dict[str, float]:
         "The gain does not depend on the data: only the three variance lines matter. Where do they stop "
         "changing?",
         "At the fixed point P⁻ = P + q and P = (1 − k) P⁻ give k P⁻ = q; together with k = P⁻ / (P⁻ + r) that "
-        "is one equation in k. Iterating the three lines until k stops changing works too.",
-        "k² = λ (1 − k) with λ = q / r, so k = (−λ + √(λ² + 4λ)) / 2."))
+        "is one equation in k. Iterating the three lines until k stops changing works too."),
+    reveal="k² = λ (1 − k) with λ = q / r, so k = (−λ + √(λ² + 4λ)) / 2.")
 def check_kalman_gain_limit(kalman_gain_limit) -> str:
     cases = [(1.0, 1.0), (0.01 / 0.9, 1.0), (2e-4, 0.05), (3.0, 0.5), (1e-6, 1.0)]
     references = [(steady_state_gain(q, r), _gain_mistakes(q, r)) for q, r in cases]
@@ -434,4 +440,8 @@ written_question("report_both_98_75", NOTEBOOK, hints=(
     "Which optimiser and schedule did the report use, and by how much does section 2 measure that optimiser "
     "raising its step for a large batch?",
     "Also: does section 1 show the two batch sizes level at every epoch, and which noise separates two runs "
-    "scored on the same 10,000 test digits?"))
+    "scored on the same 10,000 test digits?"),
+    reveal="The report used Adadelta with StepLR, which raises its effective step for the large batch's less "
+    "noisy gradients (section 2 measures by how much: far less than 16×), so batch 512 trails during "
+    "training (section 1) and both converge by the last epoch; two runs scored on the same 10,000 digits "
+    "also differ by seed noise, so one equal final figure does not show that batch size does not matter.")

@@ -55,8 +55,8 @@ def _count_mistake(value: Any, want: int, call: str) -> Mistake | None:
     "edge. Count the positions where the whole window fits, e.g. for n=7, k=3, stride 2: starts 0, 2, 4.",
     "The last start must leave k cells for the window: it is at most n + 2p - k. Starts are 0, s, 2s, ..., so "
     "count the multiples of s up to that, rounding down (a window hanging over the edge does not count); the "
-    "answer is a count, an int.",
-    "out = (n + 2 * padding - kernel_size) // stride + 1  (// rounds down and keeps an int)."))
+    "answer is a count, an int."),
+    reveal="out = (n + 2 * padding - kernel_size) // stride + 1  (// rounds down and keeps an int).")
 def check_output_size(output_size: Callable[..., int]) -> str:
     wanted = [output_size_reference(*case) for case in SIZE_CASES]
     answers = [output_size(n, k, stride=s, padding=p) for n, k, s, p in SIZE_CASES]
@@ -107,8 +107,8 @@ def _as_shape(value: Any) -> tuple:
     "A conv layer's output is (N, C_out, H_out, W_out): which of these does the layer change, and which does "
     "it keep from the input batch?",
     "The batch size N stays; the channel count becomes out_channels (one map per filter); each side follows "
-    "output_size with the layer's kernel, stride and padding.",
-    "(8, 16, (32 + 2*1 - 5) // 2 + 1, same) = (8, 16, 15, 15)."))
+    "output_size with the layer's kernel, stride and padding."),
+    reveal="(8, 16, (32 + 2*1 - 5) // 2 + 1, same) = (8, 16, 15, 15).")
 def check_conv_output_shape(predicted_shape: Any) -> str:
     n, c, h, w = PREDICT_BATCH
     layer = PREDICT_LAYER
@@ -280,11 +280,11 @@ CONV_HINTS = (
     "a stride? Try your function on the 4x4 example of the lecture and compare with F.conv2d.",
     "Pad first (F.pad(image, (p, p, p, p))); the output has output_size(...) rows and columns; output pixel "
     "(i, j) is the sum of one k x k patch times the kernel, not flipped; with a stride the patches' corners "
-    "are stride pixels apart.",
-    "out[i, j] = (padded[i*s : i*s + k, j*s : j*s + k] * kernel).sum(), for i < out_h, j < out_w.")
+    "are stride pixels apart.")
+CONV_REVEAL = "out[i, j] = (padded[i*s : i*s + k, j*s : j*s + k] * kernel).sum(), for i < out_h, j < out_w."
 
 
-@question("conv2d_loops", NOTEBOOK, points=2, hints=CONV_HINTS)
+@question("conv2d_loops", NOTEBOOK, points=2, hints=CONV_HINTS, reveal=CONV_REVEAL)
 def check_conv2d_loops(conv2d_loops: Callable[..., Any]) -> str:
     return _run_conv_cases(conv2d_loops, "conv2d_loops") + "."
 
@@ -305,9 +305,11 @@ def _loop_growth(conv2d_fast: Callable[..., Any]) -> tuple[int, int, list[tuple[
 @question("conv2d_fast", NOTEBOOK, points=2, hints=(
     "A vectorised version does the same amount of Python work for a 10x10 and a 100x100 image: no Python loop "
     "(for, a comprehension, map) over output pixels or rows. A loop over the k x k kernel entries is fine.",
-    "Put every patch in one column: F.unfold(image[None, None], k, padding=p, stride=s)[0] has shape (k*k, L), "
-    "L the number of output pixels. (In NumPy: numpy.lib.stride_tricks.sliding_window_view.)",
-    "out = (kernel.reshape(1, -1) @ F.unfold(image[None, None], k, padding=p, stride=s)[0]).reshape(out_h, out_w)."))
+    "Put every patch in one column: F.unfold takes a batch of images with channels and the convolution's kernel "
+    "size, padding and stride, and gives one column of k*k values per output pixel; then one matrix product "
+    "with the kernel does every pixel at once. (In NumPy: numpy.lib.stride_tricks.sliding_window_view.)"),
+    reveal="out = (kernel.reshape(1, -1) @ F.unfold(image[None, None], k, padding=p, "
+    "stride=s)[0]).reshape(out_h, out_w).")
 def check_conv2d_fast(conv2d_fast: Callable[..., Any]) -> str:
     verified = _run_conv_cases(conv2d_fast, "conv2d_fast")
     lines, calls, counts = _loop_growth(conv2d_fast)
@@ -329,8 +331,9 @@ def check_conv2d_fast(conv2d_fast: Callable[..., Any]) -> str:
     "Run buggy_same_conv and F.conv2d(image[None, None], kernel[None, None], padding=k // 2)[0, 0] on a small "
     "image with a kernel that is not symmetric, e.g. torch.arange(9.).reshape(3, 3), and compare them entry by entry.",
     "Two things differ: which output pixels get computed at all (look at the last row and column), and how the "
-    "kernel is used (the lecture's section 4: PyTorch does not flip).",
-    "Loop over range(image.shape[0]) and range(image.shape[1]), and multiply by kernel, not kernel.flip(0, 1)."))
+    "kernel is used (the lecture's section 4: PyTorch does not flip)."),
+    reveal="Loop over range(image.shape[0]) and range(image.shape[1]), and multiply by kernel, not "
+    "kernel.flip(0, 1).")
 def check_same_conv_question(same_conv: Callable[..., Any]) -> str:
     return check_same_conv(same_conv)
 
@@ -339,8 +342,8 @@ def check_same_conv_question(same_conv: Callable[..., Any]) -> str:
     "A horizontal edge is a change of brightness from one row to the next. What does Sobel x (section 5 of "
     "the lecture) measure, and how would you turn it to measure the other direction?",
     "Weight the row above and the row below the centre with opposite signs, and make the weights sum to 0 so "
-    "that a flat patch gives 0; every column should sum to 0 so that vertical strokes give 0.",
-    "Sobel y: rows [-1, -2, -1], [0, 0, 0], [1, 2, 1] (Sobel x transposed)."))
+    "that a flat patch gives 0; every column should sum to 0 so that vertical strokes give 0."),
+    reveal="Sobel y: rows [-1, -2, -1], [0, 0, 0], [1, 2, 1] (Sobel x transposed).")
 def check_horizontal_edge_kernel(horizontal_edge_kernel: Any) -> str:
     answer = horizontal_edge_kernel() if callable(horizontal_edge_kernel) else horizontal_edge_kernel
     kernel = expect_shape(answer, (3, 3), "the kernel", "return a 3x3 tensor.")
@@ -384,7 +387,9 @@ FLIP_OPTIONS = {
 @question("flip_choice", NOTEBOOK, kind="concept", hints=(
     "The lecture's section 4: a true convolution is the cross-correlation with the kernel flipped in both "
     "directions, kernel.flip(0, 1).",
-    "Write Sobel x down and turn it by 180°: compare the result with Sobel x itself."))
+    "Write Sobel x down and turn it by 180°: compare the result with Sobel x itself."),
+    reveal="(b): Sobel x turned by 180° is -Sobel x, so the true convolution gives the cross-correlation's map "
+    "negated.")
 def check_flip_choice(flip_choice: Any) -> str:
     return expect_choice(flip_choice, FLIP_OPTIONS, "b", "flip_choice", "run hint('flip_choice').")
 
@@ -395,8 +400,8 @@ PARAMETER_LAYER = dict(in_channels=3, out_channels=16, kernel_size=5)
 @question("conv_parameters", NOTEBOOK, kind="concept", hints=(
     "A layer's parameters are its weight tensor and its bias; what is the weight's shape (section 6 of the lecture)?",
     "The weight has one k x k slice per input channel for every output channel, and there is one bias per "
-    "output channel.",
-    "C_out * C_in * k * k + C_out = 16 * 3 * 5 * 5 + 16 = 1216."))
+    "output channel."),
+    reveal="C_out * C_in * k * k + C_out = 16 * 3 * 5 * 5 + 16 = 1216.")
 def check_conv_parameters(conv_parameters: Any) -> str:
     c_in, c_out, k = PARAMETER_LAYER["in_channels"], PARAMETER_LAYER["out_channels"], PARAMETER_LAYER["kernel_size"]
     truth = sum(p.numel() for p in nn.Conv2d(**PARAMETER_LAYER).parameters())
@@ -421,9 +426,9 @@ def check_conv_parameters(conv_parameters: Any) -> str:
     "on a 3x3 image and a 2x2 kernel.",
     "The kernel gradient is itself a cross-correlation: of the padded image with grad_out as the kernel. The "
     "image gradient is a 'full' cross-correlation: of grad_out padded by k - 1 with the kernel turned by 180°; "
-    "it is the gradient of the padded image, so drop its border of `padding` pixels.",
-    "grad_kernel = conv2d_fast(image, grad_out, padding=p); grad_image = conv2d_fast(grad_out, kernel.flip(0, 1), "
-    "padding=k - 1), then [p:H + p, p:W + p] of it (with p = 0 nothing is dropped)."))
+    "it is the gradient of the padded image, so drop its border of `padding` pixels."),
+    reveal="grad_kernel = conv2d_fast(image, grad_out, padding=p); grad_image = conv2d_fast(grad_out, kernel.flip(0, 1), "
+    "padding=k - 1), then [p:H + p, p:W + p] of it (with p = 0 nothing is dropped).")
 def check_conv2d_backward_question(conv2d_backward: Callable[..., Any]) -> str:
     return check_conv2d_backward(conv2d_backward)
 
@@ -432,4 +437,7 @@ written_question("weight_sharing", NOTEBOOK, points=2, hints=(
     "Shift the input image by one pixel to the right: what happens to each patch, and to the weights that "
     "multiply it?",
     "Every output pixel uses the same kernel, so a shifted input gives the same outputs, shifted. Pooling then "
-    "takes the maximum over a window: what happens to it when the input moves by less than the window?"))
+    "takes the maximum over a window: what happens to it when the input moves by less than the window?"),
+    reveal="Every output pixel applies the same kernel to its patch, so shifting the input shifts the feature "
+    "map by the same amount (translation equivariance); a max-pool over a window keeps its maximum when "
+    "the input moves by less than the window, so the pooled map barely changes (a small invariance).")

@@ -137,8 +137,8 @@ def _float32(result: Any) -> bool:
         "Softmax works on each row (one example) separately, over the classes: which axis is that, and what must "
         "each row of the result sum to?",
         "exp overflows above about 88 (float32) or 709 (float64). Section 1 of the lecture: adding the same number "
-        "to a whole row does not change its softmax. Which number makes the row's largest exponent 0?",
-        "e = torch.exp(z - z.amax(dim=1, keepdim=True)); return e / e.sum(dim=1, keepdim=True)."))
+        "to a whole row does not change its softmax. Which number makes the row's largest exponent 0?"),
+    reveal="e = torch.exp(z - z.amax(dim=1, keepdim=True)); return e / e.sum(dim=1, keepdim=True).")
 def check_softmax(softmax: Callable[[torch.Tensor], Any]) -> str:
     cases = [(kind, z, torch.softmax(z.double(), dim=1)) for kind, z, _ in _logit_cases()]
     used = ""
@@ -190,7 +190,9 @@ SHIFT_OPTIONS = {
 @question("shift_logits", NOTEBOOK, answer_name="shift_choice", kind="concept", hints=(
         "Write one probability out: e^(z_j + c) / sum_k e^(z_k + c). What can you take out of the top and "
         "out of the bottom?",
-        "Softmax depends only on the differences z_j - z_k between the logits of a row: does adding c change them?"))
+        "Softmax depends only on the differences z_j - z_k between the logits of a row: does adding c change them?"),
+    reveal="(a): e^(z_j + c) = e^c e^(z_j), and e^c is a factor of every term of the sum below too, so it "
+    "cancels: the probabilities do not change.")
 def check_shift_logits(shift_choice: Any) -> str:
     return expect_choice(shift_choice, SHIFT_OPTIONS, "a", "shift_choice", "run hint('shift_logits').")
 
@@ -247,10 +249,10 @@ def _check_loss(loss: Callable[[torch.Tensor, torch.Tensor], Any], name: str, qi
         "The loss is one number for the batch: for each example, minus the log of the probability its true class "
         "gets, then combined over the examples as section 2 defines it.",
         "log(softmax(z)) gives log 0 = -inf when a probability underflows; section 6 writes log p with log-sum-exp, "
-        "so that nothing overflows or underflows (torch.logsumexp is allowed). Pick each row's true class with "
-        "log_p[torch.arange(m), targets].",
-        "s = z - z.amax(dim=1, keepdim=True); log_p = s - s.exp().sum(dim=1, keepdim=True).log(); "
-        "J = -log_p[torch.arange(len(targets)), targets].mean()."))
+        "so that nothing overflows or underflows (torch.logsumexp is allowed). Pick each row's true class by "
+        "indexing log_p with the row numbers and the targets together."),
+    reveal="s = z - z.amax(dim=1, keepdim=True); log_p = s - s.exp().sum(dim=1, keepdim=True).log(); "
+        "J = -log_p[torch.arange(len(targets)), targets].mean().")
 def check_cross_entropy(cross_entropy: Callable[[torch.Tensor, torch.Tensor], Any]) -> str:
     return _check_loss(cross_entropy, "cross_entropy", "cross_entropy")
 
@@ -268,8 +270,8 @@ def _number(value: Any, name: str) -> float:
 @question("initial_loss", NOTEBOOK, answer_name="predicted_initial_loss", kind="predict", hints=(
         "With all C logits of a row equal, what probability does softmax give each class, the true one included?",
         "The loss is minus the natural log of the probability of the true class, averaged over the batch; here "
-        "every example has the same probability, whatever its target.",
-        "-log(1/C) = log C: log 10 = 2.303 for the 10 digits."))
+        "every example has the same probability, whatever its target."),
+    reveal="-log(1/C) = log C: log 10 = 2.303 for the 10 digits.")
 def check_initial_loss(predicted_initial_loss: Any) -> str:
     C, truth = 10, math.log(10)
     number = _number(predicted_initial_loss, "predicted_initial_loss")
@@ -294,9 +296,9 @@ def check_initial_loss(predicted_initial_loss: Any) -> str:
         "Run buggy_batch_loss next to F.cross_entropy on a small batch, then on the same batch with 1000 added to "
         "one row and subtracted from another: the loss of a row must not change when a constant is added to it.",
         "There are three bugs: which max is subtracted (the batch's or each row's), which axis the log-sum-exp "
-        "sums over, and how the per-example losses are combined into the batch's loss.",
-        "shifted = logits - logits.amax(dim=1, keepdim=True); log_p = shifted - shifted.exp().sum(dim=1, "
-        "keepdim=True).log(); return -log_p[torch.arange(len(targets)), targets].mean()."))
+        "sums over, and how the per-example losses are combined into the batch's loss."),
+    reveal="shifted = logits - logits.amax(dim=1, keepdim=True); log_p = shifted - shifted.exp().sum(dim=1, "
+        "keepdim=True).log(); return -log_p[torch.arange(len(targets)), targets].mean().")
 def check_batch_loss(batch_loss: Callable[[torch.Tensor, torch.Tensor], Any]) -> str:
     return _check_loss(batch_loss, "batch_loss", "batch_loss").replace("matches", "fixed: it matches", 1)
 
@@ -306,8 +308,9 @@ def check_batch_loss(batch_loss: Callable[[torch.Tensor, torch.Tensor], Any]) ->
 @question("cross_entropy_grad", NOTEBOOK, kind="implement", hints=(
         "Section 3 of the lecture derives dJ/dz for one example; what changes when J is the mean over m examples?",
         "For one example, dJ/dz_j is the probability of class j, minus 1 at the true class; each row of the "
-        "gradient sums to 0. Build the one-hot matrix with F.one_hot(targets, C) or by indexing.",
-        "(softmax(z) - F.one_hot(targets, C)) / m, with the stable softmax of Exercise 1."))
+        "gradient sums to 0. Build the targets' one-hot matrix (torch.nn.functional has "
+        "a function for it, or use indexing)."),
+    reveal="(softmax(z) - F.one_hot(targets, C)) / m, with the stable softmax of Exercise 1.")
 def check_cross_entropy_grad(cross_entropy_grad: Callable[[torch.Tensor, torch.Tensor], Any]) -> str:
     cases = []
     for kind, z, y in _logit_cases():
@@ -372,8 +375,8 @@ def _softmax_backward_cases() -> list[tuple[torch.Tensor, torch.Tensor, list[tup
         "Each p_k depends on every logit of its row, so dL/dz_j = sum_k (dL/dp_k)(dp_k/dz_j). Work out dp_k/dz_j "
         "for k = j and for k != j.",
         "dp_k/dz_j = p_k (1{j = k} - p_j). Put it in the sum: one term is grad_p times p, the other is p times "
-        "one number per row.",
-        "p = softmax(z); return p * (grad_p - (grad_p * p).sum(dim=1, keepdim=True))."))
+        "one number per row."),
+    reveal="p = softmax(z); return p * (grad_p - (grad_p * p).sum(dim=1, keepdim=True)).")
 def check_softmax_backward(softmax_backward: Callable[[torch.Tensor, torch.Tensor], Any]) -> str:
     cases, errors, used = _softmax_backward_cases(), [], ""
     for z, upstream, variants in cases:
@@ -419,8 +422,8 @@ def _step_names(m: int, lr: float, param: str) -> dict[float, str]:
         "Get dJ/dz first (Exercise 6), then the chain rule through z = X W^T + b (section 4): dJ/dW has W's shape "
         "(C, D), dJ/db b's shape (C,).",
         "dJ/dz already carries the 1/m of the mean: do not divide again. A step goes downhill: it subtracts lr times "
-        "the gradient.",
-        "dz = (P - Y) / m; W_new = W - lr * dz.T @ X; b_new = b - lr * dz.sum(dim=0)."))
+        "the gradient."),
+    reveal="dz = (P - Y) / m; W_new = W - lr * dz.T @ X; b_new = b - lr * dz.sum(dim=0).")
 def check_sgd_step(sgd_step: Callable[..., Any]) -> str:
     g = torch.Generator().manual_seed(4)
     cases = []
@@ -455,7 +458,13 @@ def check_sgd_step(sgd_step: Callable[..., Any]) -> str:
 written_question("gradient_meaning", NOTEBOOK, hints=(
     "Read (P - Y) / m row by row: what sign has the true class's entry, and what sign the others? Which way does a "
     "gradient step move each logit?",
-    "How large is a row when the model is confidently right, and when it is confidently wrong?"))
+    "How large is a row when the model is confidently right, and when it is confidently wrong?"),
+    reveal="Row i of (P - Y) / m is p - 1 at the true class (negative: a step raises that logit) and p_j at the "
+    "others (positive: a step lowers them), each scaled by 1/m; a confidently right row is near 0 and "
+    "barely moves, a confidently wrong one is near -1 / +1 and moves the most.")
 written_question("why_cross_entropy", NOTEBOOK, hints=(
     "Section 8 of the lecture: compare the two gradients when the model is confidently wrong.",
-    "What happens to a squared error's gradient when the softmax saturates (p near 0 for the true class)?"))
+    "What happens to a squared error's gradient when the softmax saturates (p near 0 for the true class)?"),
+    reveal="With cross-entropy the gradient is p - y, large exactly when the model is confidently wrong; a "
+    "squared error's gradient carries the softmax's derivative p(1 - p), which vanishes when p is near 0 "
+    "for the true class, so learning stalls where it is most needed.")

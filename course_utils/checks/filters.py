@@ -40,8 +40,8 @@ def _same_grid(drawn: torch.Tensor, grid: torch.Tensor) -> bool:
     "Two things are checked: where each filter lands in the grid, and the colours. Print the shape of your "
     "grid for a (4, 3, 5, 5) weight: one row of tiles per output channel, one column per input channel.",
     "make_grid wants tiles (N, 1, k, k): reshape the weight to (C_out * C_in, 1, k, k), with nrow=C_in "
-    "(or 8 when C_in == 1), padding=1 and pad_value=float('nan'); keep channel 0 of what it returns.",
-    "ax.imshow(grid.numpy(), cmap='RdBu_r', norm=CenteredNorm(vcenter=0.0)), then return ax."))
+    "(or 8 when C_in == 1), padding=1 and pad_value=float('nan'); keep channel 0 of what it returns."),
+    reveal="ax.imshow(grid.numpy(), cmap='RdBu_r', norm=CenteredNorm(vcenter=0.0)), then return ax.")
 def check_plot_filters(plot_filters) -> str:
     weights = {"conv1 of the two-layer CNN (8, 1, 3, 3)": _seeded(TwoLayerCNN).conv1.weight.detach(),
                "a (4, 3, 5, 5) layer": torch.randn(4, 3, 5, 5, generator=torch.Generator().manual_seed(1))}
@@ -109,9 +109,9 @@ def _close(got: Any, want: torch.Tensor) -> bool:
 @question("feature_maps", NOTEBOOK, points=2, hints=(
     "A forward hook sees (module, inputs, output): keep the output, for the one image of a batch of one.",
     "Before the forward pass: model.eval() (BatchNorm uses its running statistics) and torch.no_grad(); "
-    "after it, whatever happened, handle.remove() (try / finally).",
-    "handle = model.get_submodule(layer).register_forward_hook(lambda m, i, o: captured.update(o=o)); "
-    "run model(image.unsqueeze(0)) in a try, remove the handle in the finally, return captured['o'][0]."))
+    "after it, whatever happened, handle.remove() (try / finally)."),
+    reveal="handle = model.get_submodule(layer).register_forward_hook(lambda m, i, o: captured.update(o=o)); "
+    "run model(image.unsqueeze(0)) in a try, remove the handle in the finally, return captured['o'][0].")
 def check_feature_maps(feature_maps) -> str:
     image = torch.randn(1, 28, 28, generator=torch.Generator().manual_seed(2))
     cases = [(_seeded(TwoLayerCNN), "conv1"), (_seeded(TwoLayerCNN), "pool"),
@@ -224,9 +224,9 @@ def _check_constant_filter(normalize_filters: Callable[[Any], Any]) -> None:
     "Look at one filter at a time: weight[o] holds all of its input channels. Its smallest weight should "
     "become 0 and its largest 1, whatever the other filters hold.",
     "Flatten to (C_out, -1) to take a min and a max per row, and reshape them so that they broadcast back "
-    "over (C_in, k, k). For NumPy: np.asarray(...).reshape(...).min(axis=1); for torch: .amin(dim=1).",
-    "low, high = per-filter min and max of the flattened weight; (weight - low) / (high - low), with a "
-    "constant filter (high == low) mapped to 0 instead of 0 / 0."))
+    "over (C_in, k, k). For NumPy: np.asarray(...).reshape(...).min(axis=1); for torch: .amin(dim=1)."),
+    reveal="low, high = per-filter min and max of the flattened weight; (weight - low) / (high - low), with a "
+    "constant filter (high == low) mapped to 0 instead of 0 / 0.")
 def check_normalize_filters(normalize_filters: Callable[[Any], Any]) -> str:
     cases = [("a (8, 1, 3, 3) torch weight", _uneven_bank((8, 1, 3, 3), 4).float(), "torch"),
              ("a (4, 3, 5, 5) torch weight that requires grad", _uneven_bank((4, 3, 5, 5), 5), "grad"),
@@ -274,9 +274,9 @@ TILE_BUGS = {"bank": "it scales the whole bank at once: the weak filters come ou
     "Run filter_tiles_buggy on a copy of a small weight and compare: did the weight you passed change? Is "
     "tile 1 equal to weight[0, 1]? Are the weak filters grey?",
     "Four bugs: .detach() shares memory, so -= and /= rewrite the model's weights; one min and max serve the "
-    "whole bank; permute(1, 0, 3, 2) swaps both (out, in) and (h, w).",
-    "w = weight.detach(); per filter: flat = w.reshape(C_out, -1), low = flat.amin(1), high = flat.amax(1); "
-    "w = (w - low.view(-1, 1, 1, 1)) / (high - low).view(-1, 1, 1, 1); return w.reshape(C_out * C_in, kh, kw)."))
+    "whole bank; permute(1, 0, 3, 2) swaps both (out, in) and (h, w)."),
+    reveal="w = weight.detach(); per filter: flat = w.reshape(C_out, -1), low = flat.amin(1), high = flat.amax(1); "
+    "w = (w - low.view(-1, 1, 1, 1)) / (high - low).view(-1, 1, 1, 1); return w.reshape(C_out * C_in, kh, kw).")
 def check_filter_tiles(filter_tiles: Callable[[torch.Tensor], Any]) -> str:
     weights = [_uneven_bank((4, 3, 3, 3), 8).float(), _uneven_bank((3, 2, 5, 5), 9).float()]
     scalings = {"filter": per_filter_scaled, "bank": _bank_scaled, "kernel": _kernel_scaled}
@@ -342,8 +342,9 @@ def _shape_slip(shape: tuple[int, ...], truth: tuple[int, ...]) -> str:
 @question("predicted_pool_shape", NOTEBOOK, kind="predict", hints=(
     "Follow one digit (1, 28, 28) through TwoLayerCNN's __init__ layer by layer: conv1, conv2, then pool.",
     "A k x k convolution without padding, stride 1, takes k - 1 pixels off each side length; a 2x2 max-pool "
-    "halves it. The channels are the out_channels of the last convolution.",
-    "28 - 2 = 26 after conv1, 26 - 2 = 24 after conv2, 24 // 2 = 12 after the pool, with conv2's 16 channels."))
+    "halves it. The channels are the out_channels of the last convolution."),
+    reveal="28 - 2 = 26 after conv1, 26 - 2 = 24 after conv2, 24 // 2 = 12 after the pool, with conv2's 16 "
+    "channels.")
 def check_predicted_pool_shape(predicted: Any) -> str:
     truth = pool_shape_reference()
     why = "28 -> conv1 (3x3) -> 26 -> conv2 (3x3) -> 24 -> max-pool 2 -> 12, with conv2's 16 channels"
@@ -375,8 +376,8 @@ RF_SLIPS = {5: "that is the field of conv2's units: the pool's 2x2 window adds o
     "The receptive field is the side of the input patch that one unit's value depends on. Start from one "
     "pixel of the pool's output and walk back to the input, one layer at a time.",
     "Each layer adds (k - 1) pixels, times the product of the strides of the layers BEFORE it (notebook 01). "
-    "The pool comes last here, so its stride multiplies nothing.",
-    "r = 1 + (3 - 1) + (3 - 1) + (2 - 1) = 6 for conv 3x3, conv 3x3, max-pool 2x2 stride 2."))
+    "The pool comes last here, so its stride multiplies nothing."),
+    reveal="r = 1 + (3 - 1) + (3 - 1) + (2 - 1) = 6 for conv 3x3, conv 3x3, max-pool 2x2 stride 2.")
 def check_pool_receptive_field(value: Any) -> str:
     expected = receptive_field([3, 3, 2], [1, 1, 2])
     integer_tensor = isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point()
@@ -404,8 +405,8 @@ POSITIVE_FILTER_OPTIONS = {
 @question("positive_filter_choice", NOTEBOOK, kind="concept", hints=(
     "Write the response of one position: the sum over the 3 x 3 patch of weight * pixel, plus the bias.",
     "With all weights positive, which patch makes that sum largest: an edge (bright on one side, dark on "
-    "the other), a uniform bright patch, or a dark one?",
-    "It is a weighted average of the patch: largest on a patch full of ink, of any orientation."))
+    "the other), a uniform bright patch, or a dark one?"),
+    reveal="(a): it is a weighted average of the patch: largest on a patch full of ink, of any orientation.")
 def check_positive_filter_choice(answer: Any) -> str:
     return expect_choice(answer, POSITIVE_FILTER_OPTIONS, "a", "positive_filter_choice",
                          "run hint('positive_filter_choice').")
@@ -440,10 +441,10 @@ _AUTOGRAD = {torch.autograd.grad: "torch.autograd.grad", torch.Tensor.backward: 
     "Take one input pixel x[p, q]: which responses r[i, j] have it inside their window, and with which kernel "
     "weight? Its gradient adds up grad_output over those positions, each times that weight.",
     "It is easier from the outputs' side: r[i, j] used the patch of x at rows i..i + kh - 1, columns "
-    "j..j + kw - 1, so grad_output[i, j] flows back into that patch, weighted by the kernel. The result has the "
-    "input's shape (H_out + kh - 1, W_out + kw - 1) and stays float64.",
-    "Loops: grad_x = zeros; for every (i, j): grad_x[i:i + kh, j:j + kw] += grad_output[i, j] * kernel. "
-    "Vectorised: F.conv2d(F.pad(g, (kw - 1, kw - 1, kh - 1, kh - 1)), kernel.flip(0, 1)) on (1, 1, ...) views."))
+    "j..j + kw - 1, so its upstream gradient flows back into that patch, weighted by the kernel. The result has the "
+    "input's shape (H_out + kh - 1, W_out + kw - 1) and stays float64."),
+    reveal="Loops: grad_x = zeros; for every (i, j): grad_x[i:i + kh, j:j + kw] += grad_output[i, j] * kernel. "
+    "Vectorised: F.conv2d(F.pad(g, (kw - 1, kw - 1, kh - 1, kh - 1)), kernel.flip(0, 1)) on (1, 1, ...) views.")
 def check_conv_input_grad(conv_input_grad: Callable[[torch.Tensor, torch.Tensor], Any]) -> str:
     g = torch.Generator().manual_seed(10)
     cases = [(torch.randn(4, 5, generator=g, dtype=torch.float64), torch.randn(3, 3, generator=g, dtype=torch.float64)),
@@ -480,4 +481,7 @@ written_question("first_layer_filters", NOTEBOOK, hints=(
     "Look at the grid of conv1's filters of the trained model: where are the red and the blue weights of "
     "each filter, and do they cancel out over the filter?",
     "Think about what the first layer receives: raw pixels of strokes. Which local patterns tell digits "
-    "apart at the scale of 3 x 3 pixels?"))
+    "apart at the scale of 3 x 3 pixels?"),
+    reveal="Most first-layer filters have a positive and a negative region side by side that roughly cancel over"
+    " the filter: they are edge and stroke detectors of various orientations (with a few blob detectors),"
+    " the local patterns that tell digits apart at 3 x 3 pixels.")

@@ -97,7 +97,11 @@ def _diagnose(k: int, got: torch.Tensor, bias: float, want: torch.Tensor, want_b
     "size. What padding keeps an n-pixel side at n for a k x k kernel?",
     "Make the weight and the bias tensors that require gradients, start them at zero, and repeat: the "
     "layer's output with F.conv2d, the mean squared error against the targets, zero the gradients, backward, "
-    "step. Print the loss now and then: it should fall steadily."))
+    "step. Print the loss now and then: it should fall steadily."),
+    reveal="weight = torch.zeros(1, 1, k, k, requires_grad=True) and bias = torch.zeros(1, requires_grad=True); "
+    "each step: loss = F.mse_loss(F.conv2d(images, weight, bias, padding=k // 2), targets), clear the "
+    ".grad of both, loss.backward(), then under torch.no_grad() weight -= lr * weight.grad and bias -= lr"
+    " * bias.grad (or torch.optim.SGD([weight, bias], lr)); return the weight's k x k and the bias.")
 def check_learn_kernel(learn_kernel: Callable[..., Any]) -> str:
     if not callable(learn_kernel):
         raise Mistake(f"learn_kernel should be a function, got {type(learn_kernel).__name__}.")

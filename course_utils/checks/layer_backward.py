@@ -65,7 +65,10 @@ def _gradient_slip(name: str, got: torch.Tensor, want: torch.Tensor, case: dict)
     "Each gradient is itself a cross-correlation, so F.conv2d may compute it with the right axes in the "
     "batch and channel places: for the weight, the examples play the role of channels; for the input, grad_out "
     "is padded by k - 1 and the kernel turned by 180°, with input and output channels exchanged. Check the "
-    "shapes first: each gradient has the shape of what it is the gradient of."))
+    "shapes first: each gradient has the shape of what it is the gradient of."),
+    reveal="grad_bias = grad_out.sum((0, 2, 3)); grad_weight = F.conv2d(x.transpose(0, 1), grad_out.transpose(0,"
+    " 1)).transpose(0, 1); grad_x = F.conv2d(F.pad(grad_out, (k - 1,) * 4), weight.flip(2, "
+    "3).transpose(0, 1)).")
 def check_conv_layer_backward(conv_layer_backward: Callable[..., Any]) -> str:
     g = torch.Generator().manual_seed(44)
     cases = [_case(*spec, g) for spec in LAYER_CASES]

@@ -67,7 +67,11 @@ def _mistake(got: torch.Tensor, x: torch.Tensor, grad_out: torch.Tensor, case: s
     "Only one value of each 2x2 window reaches the output. Which input pixels can change the loss, and by how "
     "much? What happens to a pixel in no window (the last row of a 7-pixel side)?",
     "Reshape the pooled region into its windows, find where each window's maximum sits, and put the window's "
-    "gradient there and 0 elsewhere. Try a window whose four values are equal: how many pixels got a gradient?"))
+    "gradient there and 0 elsewhere. Try a window whose four values are equal: how many pixels got a gradient?"),
+    reveal="Crop x to the windows, reshape it to (N, C, H // 2, 2, W // 2, 2) and move each window's 4 values to"
+    " one axis; take argmax over it (one position per tie), put grad_out there with a one-hot mask "
+    "(F.one_hot(idx, 4) * grad_out[..., None]), reshape back, and pad the cropped rows and columns with "
+    "zeros.")
 def check_maxpool_backward(maxpool_backward: Callable[..., Any]) -> str:
     g = torch.Generator().manual_seed(27)
     cases = [_case(*spec, g) for spec in POOL_CASES]

@@ -191,11 +191,10 @@ def _grade_block(StudentBlock, question_id: str, what_name: str) -> None:
     "must produce exactly F(x)'s shape, or the addition fails.",
     "The shortcut is the identity only when in_channels == out_channels AND stride == 1; in every other case "
     "(different channels, or stride 2, or both) it is a 1x1 convolution with the block's stride, then a "
-    "BatchNorm. The stride belongs to conv1, not conv2.",
-    "y = relu(bn2(conv2(relu(bn1(conv1(x))))) + s(x)), conv1 3x3 stride `stride` padding 1, conv2 3x3 stride 1 "
+    "BatchNorm. The stride belongs to conv1, not conv2."),
+    reveal="y = relu(bn2(conv2(relu(bn1(conv1(x))))) + s(x)), conv1 3x3 stride `stride` padding 1, conv2 3x3 stride 1 "
     "padding 1, s = nn.Identity() if stride == 1 and in == out else nn.Sequential(nn.Conv2d(in, out, 1, "
-    "stride=stride, bias=False), nn.BatchNorm2d(out)).",
-))
+    "stride=stride, bias=False), nn.BatchNorm2d(out)).")
 def check_residual_block(StudentBlock) -> str:
     _grade_block(StudentBlock, "residual_block", "ResidualBlock")
     return ("all four combinations (equal or different channels, stride 1 or 2) have the right shortcut and "
@@ -238,10 +237,9 @@ SE_MESSAGES = {"max": "it squeezes each channel with its maximum; the squeeze is
     "Three steps: one number per (image, channel) from the whole map, a small bottleneck on those numbers, "
     "then a rescaling of the input. Which step does the check's message point to?",
     "The squeeze is an average (not a max or a sum), the bottleneck has a ReLU in the middle, and the gates "
-    "are squashed into (0, 1) independently, then multiplied into x (broadcast over H and W).",
-    "z = x.mean(dim=(2, 3)); g = torch.sigmoid(fc2(torch.relu(fc1(z)))); return x * g[:, :, None, None] "
-    "(with 1x1 convolutions: keepdim=True and no indexing).",
-))
+    "are squashed into (0, 1) independently, then multiplied into x (broadcast over H and W)."),
+    reveal="z = x.mean(dim=(2, 3)); g = torch.sigmoid(fc2(torch.relu(fc1(z)))); return x * g[:, :, None, None] "
+    "(with 1x1 convolutions: keepdim=True and no indexing).")
 def check_se_block(StudentSE) -> str:
     more = "hint('se_block') says more."
     g = torch.Generator().manual_seed(7)
@@ -283,10 +281,9 @@ PREDICT_BLOCK = (16, 32, 2)
     "Count layer by layer: two 3x3 convolutions, their BatchNorms, and the shortcut this block needs.",
     "A k x k convolution from C_in to C_out without bias has C_out * C_in * k * k weights; a BatchNorm has a "
     "learned scale and shift per channel (its running statistics are buffers, not parameters). Channels change "
-    "and the stride is 2, so the shortcut projects.",
-    "conv1 32*16*9 = 4,608, bn1 64, conv2 32*32*9 = 9,216, bn2 64, projection 32*16 = 512 and its BatchNorm 64: "
-    "14,528.",
-))
+    "and the stride is 2, so the shortcut projects."),
+    reveal="conv1 32*16*9 = 4,608, bn1 64, conv2 32*32*9 = 9,216, bn2 64, projection 32*16 = 512 and its BatchNorm 64: "
+    "14,528.")
 def check_block_parameters(predicted) -> str:
     c_in, c_out, stride = PREDICT_BLOCK
     truth = count_parameters(ResidualBlock(c_in, c_out, stride))
@@ -318,9 +315,8 @@ def check_block_parameters(predicted) -> str:
     "Follow one image through conv1: its channels, its stride, its padding. The rest of the block keeps "
     "that shape.",
     "A 3x3 convolution with padding 1 and stride 2 visits rows 0, 2, 4, ...: on 13 rows the last window "
-    "starts at row 12, so it does not simply halve and round down.",
-    "floor((13 + 2*1 - 3) / 2) + 1 = 7, so (8, 32, 7, 7): batch, out_channels, then 7 x 7.",
-))
+    "starts at row 12, so it does not simply halve and round down."),
+    reveal="floor((13 + 2*1 - 3) / 2) + 1 = 7, so (8, 32, 7, 7): batch, out_channels, then 7 x 7.")
 def check_stride2_shape(predicted) -> str:
     c_in, c_out, stride = PREDICT_BLOCK
     with torch.no_grad():
@@ -361,9 +357,8 @@ PURPOSE_OPTIONS = {
 @question("resnet_purpose", NOTEBOOK, answer_name="resnet_fixes", kind="concept", hints=(
     "Reread §3.3 and §3.4 of the lecture: which error got worse with depth, the training or the test error?",
     "He et al. (2016) wrote that vanishing gradients 'have been largely addressed by normalized initialization "
-    "and intermediate normalization layers'. The problem they found was in training error.",
-    "(b): degradation, the higher training error of deeper plain networks.",
-))
+    "and intermediate normalization layers'. The problem they found was in training error."),
+    reveal="(b): degradation, the higher training error of deeper plain networks.")
 def check_resnet_purpose(answer) -> str:
     return expect_choice(answer, PURPOSE_OPTIONS, "b", "resnet_fixes", "run hint('resnet_purpose').")
 
@@ -381,9 +376,8 @@ RELU_OPTIONS = {
 
 @question("relu_after_add", NOTEBOOK, answer_name="relu_effect", kind="concept", hints=(
     "Write the gradient of y = ReLU(x + F(x)) with respect to x with the chain rule: what does the ReLU contribute?",
-    "ReLU'(z) is 1 where z > 0 and 0 elsewhere; here z is the sum x + F(x).",
-    "(c): the 0/1 mask of the sum switches the identity path off wherever x + F(x) < 0.",
-))
+    "ReLU'(z) is 1 where z > 0 and 0 elsewhere; here z is the sum x + F(x)."),
+    reveal="(c): the 0/1 mask of the sum switches the identity path off wherever x + F(x) < 0.")
 def check_relu_after_add(answer) -> str:
     return expect_choice(answer, RELU_OPTIONS, "c", "relu_effect", "run hint('relu_after_add').")
 
@@ -392,9 +386,8 @@ def check_relu_after_add(answer) -> str:
     "Run BuggyBlock(8, 8)(torch.randn(2, 8, 6, 6)) and look at what comes back; then compare the forward line by "
     "line with the block of Exercise 1.",
     "Three bugs: what forward returns, where the shortcut is added (before or after bn2), and where the ReLU is "
-    "(before or after BatchNorm, before or after the addition).",
-    "out = relu(bn1(conv1(x))); out = bn2(conv2(out)); return relu(out + shortcut(x)).",
-))
+    "(before or after BatchNorm, before or after the addition)."),
+    reveal="out = relu(bn1(conv1(x))); out = bn2(conv2(out)); return relu(out + shortcut(x)).")
 def check_fix_block(StudentBlock) -> str:
     _grade_block(StudentBlock, "fix_block", "FixedBlock")
     return "the forward returns relu(F(x) + s(x)) for all four shortcuts, in training and evaluation mode."
@@ -442,9 +435,8 @@ BN_FORBIDDEN = {torch.Tensor.backward: "Tensor.backward()", torch.autograd.grad:
     "beta. dbeta and dgamma are sums over the batch; dx flows through three paths (directly, through mu, "
     "through var).",
     "dbeta = sum over N of dout, dgamma = sum over N of dout * xhat. For dx, start from dxhat = dout * gamma and "
-    "remember that mu and var are functions of every x in the column.",
-    "dx = (1 / N) / sqrt(var + eps) * (N * dxhat - dxhat.sum(0) - xhat * (dxhat * xhat).sum(0)).",
-))
+    "remember that mu and var are functions of every x in the column."),
+    reveal="dx = (N * dxhat - dxhat.sum(0) - xhat * (dxhat * xhat).sum(0)) / (N * torch.sqrt(var + eps)).")
 def check_batchnorm_backward(student: Callable[..., Any]) -> str:
     more = "hint('batchnorm_backward') says more."
     g = torch.Generator().manual_seed(60)
@@ -489,4 +481,8 @@ written_question("identity_path", NOTEBOOK, points=2, hints=(
     "What does a block compute when its branch outputs F(x) = 0? What must a plain layer learn to do the same?",
     "Think of the gradient too: y = x + F(x) gives dL/dx = dL/dy (I + dF/dx); then say what the ReLU after "
     "the addition changes.",
-))
+),
+    reveal="With F(x) = 0 a block is the identity (up to the ReLU), which a plain layer must learn from its "
+    "weights; and dL/dx = dL/dy (I + dF/dx) passes the gradient through the identity term however small "
+    "dF/dx is. The ReLU after the addition masks both where x + F(x) < 0, so the identity path is only "
+    "clean where the sum is positive.")

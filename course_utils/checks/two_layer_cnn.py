@@ -83,9 +83,8 @@ def _flat_features_diagnosis(got: Any, n: int, k: int, p: int, c: int) -> str:
 @question("flat_features", NOTEBOOK, hints=(
     "Follow the side length of the image through the three layers, then count the numbers in the last map.",
     "A valid convolution shrinks the side by kernel_size - 1; a pool divides it and drops what is left over "
-    "(28 -> 26 -> 24 -> 12 for the report's network). Try flat_features(27, 3, 2, 1).",
-    "side = (image_size - 2 * (kernel_size - 1)) // pool_size; return channels * side * side (an int).",
-), kind="implement")
+    "(28 -> 26 -> 24 -> 12 for the report's network). Try flat_features(27, 3, 2, 1)."),
+    reveal="side = (image_size - 2 * (kernel_size - 1)) // pool_size; return channels * side * side (an int).", kind="implement")
 def check_flat_features(flat_features) -> str:
     cases = [(28, 3, 2, 16), (28, 5, 2, 16), (32, 3, 2, 8), (28, 3, 3, 4), (64, 7, 4, 10),
              (27, 3, 2, 1), (29, 3, 2, 6), (28, 3, 5, 7), (30, 5, 4, 3)]
@@ -115,9 +114,8 @@ def _parameter_diagnosis(layer: str, got: int) -> str:
 @question("cnn_layer_parameters", NOTEBOOK, answer_name="predicted_parameters", hints=(
     "A layer's parameters are its weights plus its biases; a convolution's weights do not depend on the image size.",
     "A conv layer has one k x k filter per (output channel, input channel) pair and one bias per output channel; "
-    "a linear layer one weight per (output, input) pair and one bias per output.",
-    "conv: C_out * C_in * k * k + C_out; linear: out * in + out, with in = 16 * 12 * 12 for fc1.",
-), kind="predict")
+    "a linear layer one weight per (output, input) pair and one bias per output."),
+    reveal="conv: C_out * C_in * k * k + C_out; linear: out * in + out, with in = 16 * 12 * 12 for fc1.", kind="predict")
 def check_layer_parameters(predicted) -> str:
     reference = TwoLayerCNN()
     truth = {name: count_parameters(getattr(reference, name)) for name in LAYERS}
@@ -190,10 +188,9 @@ def _copy_by_shape(model: nn.Module, reference: nn.Module) -> None:
 @question("make_two_layer_cnn", NOTEBOOK, points=2, hints=(
     "Compare your model's parameter count and the shape of its output with the description; print(model).",
     "Between conv2 and fc1 the map is (16, 12, 12): pool, dropout, then flatten to 2,304 features. Dropout "
-    "must act in training mode only: nn.Dropout does that itself; F.dropout needs training=self.training.",
-    "conv 1->8 3x3, ReLU, conv 8->16 3x3, ReLU, max-pool 2, dropout 0.25, flatten, fc 2304->64, ReLU, "
-    "dropout 0.5, fc 64->10, and return the logits (no softmax).",
-), kind="implement")
+    "must act in training mode only: nn.Dropout does that itself; F.dropout needs training=self.training."),
+    reveal="conv 1->8 3x3, ReLU, conv 8->16 3x3, ReLU, max-pool 2, dropout 0.25, flatten, fc 2304->64, ReLU, "
+    "dropout 0.5, fc 64->10, and return the logits (no softmax).", kind="implement")
 def check_make_two_layer_cnn(make_two_layer_cnn) -> str:
     reference = TwoLayerCNN()
     shapes = sorted(tuple(p.shape) for p in reference.parameters())
@@ -275,10 +272,9 @@ def _no_update_diagnosis(train_step, X: torch.Tensor, y: torch.Tensor) -> tuple[
     "A step has four parts in a fixed order: clear the old gradients, compute the loss, backpropagate, update. "
     "Which one does your message point to?",
     "The gradients of the previous step stay in .grad until they are cleared; the loss is the batch's mean "
-    "cross-entropy; the check wants the number, a Python float, not the tensor.",
-    "optimizer.zero_grad(); loss = F.cross_entropy(model(X), y); loss.backward(); optimizer.step(); "
-    "return loss.item()",
-), kind="implement")
+    "cross-entropy; the check wants the number, a Python float, not the tensor."),
+    reveal="optimizer.zero_grad(); loss = F.cross_entropy(model(X), y); loss.backward(); optimizer.step(); "
+    "return loss.item()", kind="implement")
 def check_train_step(train_step) -> str:
     g = torch.Generator().manual_seed(3)
     X, y = torch.randn(16, 1, 28, 28, generator=g), torch.randint(0, 10, (16,), generator=g)
@@ -314,9 +310,8 @@ def check_train_step(train_step) -> str:
 @question("dropout_backward", NOTEBOOK, hints=(
     "The forward pass is out = x * mask / (1 - p): which entries of x does out depend on, and how strongly?",
     "Each output depends on one input only, through a constant factor: the backward pass multiplies the upstream "
-    "gradient entrywise by that factor (zero where the mask dropped).",
-    "return upstream * mask / (1 - p)",
-), kind="backward")
+    "gradient entrywise by that factor (zero where the mask dropped)."),
+    reveal="return upstream * mask / (1 - p)", kind="backward")
 def check_dropout_backward(dropout_backward) -> str:
     g = torch.Generator().manual_seed(7)
     cases = []
@@ -378,7 +373,9 @@ VALIDATION_OPTIONS = {
 @question("eval_mode_choice", NOTEBOOK, answer_name="eval_answer", hints=(
     "Which layer of TwoLayerCNN behaves differently in training and in evaluation? Reread section 3 of the lecture.",
     "Run model(x) twice in train mode and twice in eval mode and compare; then ask what makes a forward pass random.",
-), kind="concept")
+),
+    reveal="(a): in training mode dropout drops a fresh random set of activations at every call; model.eval() "
+    "makes it the identity, so the output is deterministic.", kind="concept")
 def check_eval_mode_choice(answer) -> str:
     return expect_choice(answer, EVAL_OPTIONS, "a", "why model.eval() changes the output",
                          "run hint('eval_mode_choice').")
@@ -388,7 +385,9 @@ def check_eval_mode_choice(answer) -> str:
     "What happens to a measured accuracy when you pick the best of several noisy measurements?",
     "Section 8 of the lecture: the case study printed the test accuracy at every step; picking the step that "
     "looked best in those lines would choose on the test set.",
-), kind="concept")
+),
+    reveal="(b): the best of many noisy test accuracies is biased upwards; the validation split takes the "
+    "choice, and the test set is scored once, at the end.", kind="concept")
 def check_validation_choice(answer) -> str:
     return expect_choice(answer, VALIDATION_OPTIONS, "b", "why the validation split chooses the epochs",
                          "run hint('validation_choice').")
@@ -436,10 +435,9 @@ def _batch_mean_reference(model: nn.Module, X: torch.Tensor, y: torch.Tensor, ba
     "scores before it returns, and try a batch size that does not divide the number of images.",
     "Three bugs: where the return sits (the case study's own bug), which layer is random in training mode, and "
     "what a mean of batch means does to the smaller last batch. Also: what records a graph for backward that "
-    "validation never uses.",
-    "model.eval(); with torch.no_grad(): sum F.cross_entropy(logits, yb, reduction='sum') and the correct "
-    "predictions over the batches, then divide both by len(X).",
-), kind="debug")
+    "validation never uses."),
+    reveal="model.eval(); with torch.no_grad(): sum F.cross_entropy(logits, yb, reduction='sum') and the correct "
+    "predictions over the batches, then divide both by len(X).", kind="debug")
 def check_fix_validate(validate) -> str:
     g = torch.Generator().manual_seed(5)
     X, y, batch_size = torch.randn(300, 1, 28, 28, generator=g), torch.randint(0, 10, (300,), generator=g), 128
@@ -540,10 +538,14 @@ def _measured_accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> fl
 @question("cnn_challenge", NOTEBOOK, answer_name="challenge_entry", points=2, hints=(
     "Train on data.with_validation() (on the full MNIST images 0-49,999), watch history.val_acc, and report the "
     "last epoch's validation accuracy in percent, with history.seconds.",
-    "The lecture's recipe (Adadelta 1.0, StepLR 0.7, batch 512) levels off near 98.5 % on 50,000 images: its rate "
-    "decays too fast. TwoLayerCNN with Adam (lr 1e-3, batch 128) reaches about 98.8 % after 8 to 10 epochs, at about "
-    "10 s per epoch on two CPU cores; on the offline sample the same recipe measured 95.0-95.4 % (target 94.5 %).",
-), kind="challenge", prepare=_validation_split)
+    "If history.val_acc levels off after a few epochs, the learning rate is decaying too fast or stays "
+    "too large: compare two optimisers or schedules by the last epoch's validation accuracy, never by the"
+    " test set, and watch history.seconds against the time limit.",
+),
+    reveal="The lecture's recipe (Adadelta 1.0, StepLR 0.7, batch 512) levels off near 98.5 % on 50,000 images: "
+    "its rate decays too fast. TwoLayerCNN with Adam (lr 1e-3, batch 128) reaches about 98.8 % after 8 to"
+    " 10 epochs, at about 10 s per epoch on two CPU cores; on the offline sample the same recipe measured"
+    " 95.0-95.4 % (target 94.5 %).", kind="challenge", prepare=_validation_split)
 def check_challenge(entry) -> str:
     model, claimed, seconds, smoke = _challenge_fields(entry)
     X_all, y_all, is_full = _validation_split()
@@ -595,8 +597,14 @@ def train_challenge(model: nn.Module, data: MNISTData, optimizer: torch.optim.Op
 written_question("dropout_coadaptation", NOTEBOOK, hints=(
     "What can a hidden unit rely on when any other unit may be missing at the next step?",
     "Think of one training step as training one of many thinned networks that share weights.",
-))
+),
+    reveal="A unit cannot rely on any particular other unit being present, so it must be useful on its own and "
+    "in many combinations: each step trains one of many thinned networks that share weights, and the full"
+    " network at test time acts like their average, which generalises better.")
 written_question("one_draw", NOTEBOOK, hints=(
     "What changes between two runs of the same recipe, and how much do 10,000 test digits pin an accuracy down?",
     "Section 6 of the lecture: the seed spread and the binomial standard error.",
-))
+),
+    reveal="A run's accuracy is one draw: the seed (initial weights, batch order, dropout masks) moves it by the"
+    " seed spread of section 6, and 10,000 test digits add a binomial standard error of about √(p(1 - p) "
+    "/ 10,000); two recipes differing by less than these are not shown to differ.")
