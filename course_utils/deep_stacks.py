@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .compare import Arm
 from .device import seed_everything
-from .training import train_epoch
+from .training import evaluate, train_epoch
 
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "sigmoid": nn.Sigmoid}
 INITS = ("default", "xavier", "he")
@@ -130,6 +131,19 @@ def train_at_best_rate(make_stack, X: torch.Tensor, y: torch.Tensor, steps: int,
         runs.append((lr, train_steps(model, X, y, steps, lr=lr, seed=seed), model))
     finite = lambda v: v if math.isfinite(v) else math.inf                # a diverged run (nan) is never kept
     return min(runs, key=lambda run: finite(final_loss(run[1])))
+
+
+def train_seeds(name: str, make_stack, X: torch.Tensor, y: torch.Tensor, X_val: torch.Tensor, y_val: torch.Tensor,
+                steps: int, lr: float, seeds: tuple[int, ...]) -> tuple[list[list[float]], Arm]:
+    """Train a fresh `make_stack()` per seed (built and shuffled with that seed) for `steps` SGD steps at `lr`;
+    return the per-step loss curves and an `Arm` (accuracy on (X_val, y_val), `final_loss`) for `verdict`."""
+    curves, accs = [], []
+    for seed in seeds:
+        seed_everything(seed)
+        model = make_stack()
+        curves.append(train_steps(model, X, y, steps, lr=lr, seed=seed))
+        accs.append(evaluate(model, X_val.contiguous(memory_format=torch.channels_last), y_val)[1])
+    return curves, Arm(name, tuple(accs), tuple(final_loss(c) for c in curves))
 
 
 def final_loss(losses: list[float]) -> float:
