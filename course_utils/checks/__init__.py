@@ -170,6 +170,33 @@ def _common_cause(err: BaseException) -> str:
 
 QUESTIONS: dict[str, Question] = {}
 WRITTEN: dict[str, WrittenQuestion] = {}
+_STUDENT = {"id": ""}             # whose variant the checks draw their cases for ('' for the sheet's own)
+
+
+def set_student(student_id: str) -> None:
+    """Draw every check's cases for `student_id` from now on (the hand-in's name; '' for the common cases)."""
+    if not isinstance(student_id, str):
+        raise TypeError(f"student_id should be a string, your hand-in's name, e.g. student_id = 's1234567'; "
+                        f"got {type(student_id).__name__}.")
+    _STUDENT["id"] = student_id.strip()
+
+
+def student() -> str:
+    """The student id whose cases the checks draw now ('' for the common cases)."""
+    return _STUDENT["id"]
+
+
+def _use_sheet_student(namespace: dict[str, Any]) -> None:
+    """Take the sheet's `student_id` (if it set one) as the student whose cases the checks draw."""
+    if isinstance(namespace.get("student_id"), str):
+        set_student(namespace["student_id"])
+
+
+def _variant_note() -> str:
+    """How to see a failing check's cases again: the student id they were drawn for."""
+    sid = student()
+    return (f"\n   These cases were drawn for student id {sid!r}: with student_id = {sid!r} in the sheet, "
+            "check() draws the same ones." if sid else "")
 _HINTS_SHOWN: dict[str, int] = {}
 _REVEALED: set[str] = set()
 _TRIES: dict[str, list[str]] = {}
@@ -282,7 +309,8 @@ def _run_grader(q: Question, answer: Any) -> CheckResult:
         earned = min(max(float(m.earned), 0.0), q.max_points) if m.earned else 0.0
         reason = f" for {m.credit}." if m.credit else "."
         credit = f"\n   Partial credit: {earned:g} of {q.max_points:g} points{reason}" if earned else ""
-        return fail(m.message + (f"\n   Hint: {m.hint}" if m.hint else "") + credit, points=earned)
+        return fail(m.message + (f"\n   Hint: {m.hint}" if m.hint else "") + credit + _variant_note(),
+                    points=earned)
     except (Exception, SystemExit) as err:
         where = getattr(err, "student_where", None)       # set on errors replayed by the grader
         where = where if isinstance(where, str) else _student_frame(traceback.extract_tb(err.__traceback__))
@@ -361,6 +389,7 @@ def check(qid: str, answer: Any = _MISSING) -> CheckResult:
 
     Without `answer`, the answer is the notebook's name for it (e.g. `output_size`), if defined."""
     namespace = inspect.currentframe().f_back.f_globals
+    _use_sheet_student(namespace)
     q = load_all().get(qid)
     if q is None and qid not in WRITTEN:
         result = CheckResult(qid, False, 0.0, 0.0, _unknown(qid, namespace))
@@ -391,15 +420,24 @@ def _notebook_of(namespace: dict[str, Any]) -> str:
     return found[0]
 
 
-def check_all(notebook: str | None = None, namespace: dict[str, Any] | None = None) -> Results:
+def check_all(notebook: str | None = None, namespace: dict[str, Any] | None = None,
+              fresh: bool | str = False) -> Results:
     """Check every question of a notebook from the names defined in it, and print a table with the total.
 
     Run it as the last cell of an exercise sheet: `notebook` and `namespace` default to the sheet's.
-    It returns the list of CheckResult, which Jupyter does not display under the table.
+    It returns the list of CheckResult, which Jupyter does not display under the table. With
+    `fresh=True` (or the saved notebook's path) it then runs the saved notebook through the grader
+    (`course_utils.grading.fresh`) and names each question whose verdict there differs, and why.
     """
     if namespace is None:
         namespace = inspect.currentframe().f_back.f_globals
+    _use_sheet_student(namespace)
     notebook = notebook or _notebook_of(namespace)
+    if fresh:
+        from course_utils.grading.fresh import fresh_check     # the grader's imports: only when asked
+        live = check_all(notebook, namespace)
+        fresh_check(notebook, live, namespace, None if fresh is True else fresh)
+        return live
     results = Results(grade(q.id, namespace.get(q.answer_name)) for q in questions_for(notebook))
     results += [grade(w.id, None) for w in written_for(notebook)]
     width = max(len(r.question) for r in results)

@@ -12,6 +12,7 @@ from ..smoothing import ema as ema_reference
 from ..smoothing import ema_per_image, steady_state_gain
 from ..training import History
 from . import Mistake, question, written_question
+from .tools import case_generator
 from .tools import as_tensor, expect_choice, expect_close, expect_count, expect_shape
 
 NOTEBOOK = "05_batch_size_study"
@@ -332,7 +333,7 @@ def _uncorrected(values: torch.Tensor, beta: float) -> torch.Tensor:
 
 
 def _ema_cases() -> list[tuple[torch.Tensor, float]]:
-    g = torch.Generator().manual_seed(5)
+    g = case_generator(5)
     return [(torch.tensor([4.0, 2.0, 3.0]), 0.5),
             (2.3 * torch.exp(-torch.arange(200.0) / 60) + 0.3 * torch.rand(200, generator=g), 0.9),
             (torch.rand(50, generator=g, dtype=torch.float64) + 1.0, 0.98)]
@@ -377,7 +378,7 @@ def _smoothing_mistakes(losses: torch.Tensor, b: int, images: int) -> dict[str, 
         "needs the bias correction of exercise `ema`."),
     reveal="beta = 1 − batch_size / images, and s_t = m_t / (1 − β^t) (or call the `ema` you wrote).")
 def check_smooth_per_image(smooth_per_image) -> str:
-    g = torch.Generator().manual_seed(7)
+    g = case_generator(7)
     cases = [(1.5 * torch.exp(-torch.arange(60.0, dtype=torch.float64) / 25)
               + 0.2 * torch.rand(60, generator=g, dtype=torch.float64), b, images) for b, images in SMOOTHING_CASES]
     refs = [(ema_per_image(x, b, images), _smoothing_mistakes(x, b, images)) for x, b, images in cases]

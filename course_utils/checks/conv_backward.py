@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from . import Mistake
+from .tools import case_generator
 from .tools import Watch, as_tensor, forbid, rel_error
 
 CONV_BUILTINS = {F.conv2d: "F.conv2d", F.conv1d: "F.conv1d", F.conv3d: "F.conv3d",
@@ -20,8 +21,8 @@ BACKWARD_BUILTINS = {**CONV_BUILTINS, torch.Tensor.backward: "Tensor.backward (a
                      torch.autograd.backward: "torch.autograd.backward", torch.autograd.grad: "torch.autograd.grad",
                      torch.ops.aten.convolution_backward: "convolution_backward (F.conv2d's own backward)",
                      torch.ops.aten.convolution_backward.default: "convolution_backward (F.conv2d's own backward)"}
-SAME_CASES = [(6, 7, 3), (5, 8, 5), (9, 6, 3)]                 # image height, width, odd kernel side
-BACKWARD_CASES = [(6, 7, 3, 0), (7, 5, 3, 1), (8, 6, 2, 0), (9, 8, 4, 2)]      # height, width, kernel side, padding
+SAME_CASES = [(6, 7, 3), (5, 8, 5), (9, 6, 3), (4, 5, 1)]      # image height, width, odd kernel side (1x1 too)
+BACKWARD_CASES = [(6, 7, 3, 0), (7, 5, 3, 1), (8, 6, 2, 0), (9, 8, 4, 2), (5, 6, 1, 0), (4, 5, 1, 1)]  # h, w, k, padding
 THRESHOLD = 1e-7
 
 
@@ -54,7 +55,7 @@ SAME_WORDS = {"flip": "the kernel is still flipped: F.conv2d, and this function,
 
 def check_same_conv(same_conv: Callable[..., Any]) -> str:
     """Grade the fixed buggy_same_conv against F.conv2d with padding k // 2; name each bug left."""
-    g = torch.Generator().manual_seed(3)
+    g = case_generator(3)
     cases = []
     for h, w, k in SAME_CASES:
         image, kernel = torch.randn(h, w, generator=g, dtype=torch.float64), torch.randn(k, k, generator=g,
@@ -66,7 +67,8 @@ def check_same_conv(same_conv: Callable[..., Any]) -> str:
     answers = [as_tensor(a, "same_conv's result") for a in answers]
     passed = [_close(got, slips[()]) for got, (*_, slips) in zip(answers, cases)]
     if all(passed):
-        return f"same_conv keeps the size and matches F.conv2d with padding k // 2 on {len(cases)} images, 3x3 and 5x5."
+        return (f"same_conv keeps the size and matches F.conv2d with padding k // 2 on {len(cases)} images, 1x1, 3x3 "
+                "and 5x5.")
     first = passed.index(False)
     (h, w, k), got, slips = SAME_CASES[first], answers[first], cases[first][2]
     what = f"same_conv(image {h}x{w}, kernel {k}x{k})"
@@ -130,7 +132,7 @@ def _gradient_mistake(got: torch.Tensor, want: torch.Tensor, slips: dict, what: 
 
 def check_conv2d_backward(conv2d_backward: Callable[..., Any]) -> str:
     """Grade (grad_image, grad_kernel) of a padded single-channel cross-correlation against autograd in float64."""
-    g = torch.Generator().manual_seed(4)
+    g = case_generator(4)
     cases = [_backward_case(*case, g) for case in BACKWARD_CASES]      # autograd's answers first
     with Watch(BACKWARD_BUILTINS) as watch:
         results = [conv2d_backward(x.clone(), w.clone(), go.clone(), padding=p)

@@ -14,6 +14,7 @@ from torch import nn
 from ..kernels import output_size as output_size_reference
 from . import Mistake, question, written_question
 from .conv_backward import CONV_BUILTINS, check_conv2d_backward, check_same_conv
+from .tools import case_generator, case_random
 from .tools import Watch, as_tensor, calling, expect_choice, expect_count, expect_shape, forbid, is_integer, source_of
 
 NOTEBOOK = "01_convolution_kernels"
@@ -21,11 +22,25 @@ NOTEBOOK = "01_convolution_kernels"
 # non-square images, float32 and float64, so that no hard-coded or half-right answer fits them all.
 CONV_CASES = [(6, 7, 3, 1, 0, torch.float64), (7, 5, 3, 1, 1, torch.float64), (9, 8, 3, 2, 0, torch.float64),
               (10, 11, 5, 3, 2, torch.float64), (12, 9, 2, 2, 1, torch.float32)]
+# edge sizes: a 1x1 kernel with and without padding (where "padding = k // 2" and an unpadded slice show)
+EDGE_CASES = [(5, 6, 1, 1, 1, torch.float64), (4, 7, 1, 2, 0, torch.float64)]
 # two image sides for the vectorisation test: the work of a loop over output pixels grows 9-fold between them
 LOOP_SIDES, LOOP_KERNEL = (8, 24), 3
 SIZE_CASES = [(28, 3, 1, 0), (28, 3, 1, 1), (28, 5, 2, 2), (15, 4, 2, 0), (13, 5, 3, 2), (100, 7, 4, 3),
               (7, 3, 3, 1), (10, 3, 1, 2)]
 LIBRARY_CONV = re.compile(r"\.(correlate2d|convolve2d|correlate|convolve|fftconvolve|oaconvolve)\s*\(")
+
+
+def size_cases() -> list[tuple[int, int, int, int]]:
+    """SIZE_CASES, a 1x1 kernel with padding, and two cases drawn for the student: (n, kernel, stride, padding)
+    where the stride divides n + 2p - k evenly, and where it does not."""
+    r, drawn = case_random(2), []
+    for divides in (True, False):
+        k, s = r.randint(1, 7), r.randint(2, 4)
+        p = r.randint(0, k // 2 + 1)
+        n = next(n for n in range(r.randint(k + 5, 60), 200) if ((n + 2 * p - k) % s == 0) == divides)
+        drawn.append((n, k, s, p))
+    return SIZE_CASES + [(9, 1, 2, 1)] + drawn
 
 
 def _size_slips(n: int, k: int, s: int, p: int) -> list[tuple[Any, str]]:
@@ -58,19 +73,20 @@ def _count_mistake(value: Any, want: int, call: str) -> Mistake | None:
     "answer is a count, an int."),
     reveal="out = (n + 2 * padding - kernel_size) // stride + 1  (// rounds down and keeps an int).")
 def check_output_size(output_size: Callable[..., int]) -> str:
-    wanted = [output_size_reference(*case) for case in SIZE_CASES]
-    answers = [output_size(n, k, stride=s, padding=p) for n, k, s, p in SIZE_CASES]
+    cases = size_cases()
+    wanted = [output_size_reference(*case) for case in cases]
+    answers = [output_size(n, k, stride=s, padding=p) for n, k, s, p in cases]
     mistakes = [_count_mistake(got, want, f"output_size(n={n}, kernel_size={k}, stride={s}, padding={p})")
-                for got, want, (n, k, s, p) in zip(answers, wanted, SIZE_CASES)]
+                for got, want, (n, k, s, p) in zip(answers, wanted, cases)]
     first = next((i for i, m in enumerate(mistakes) if m is not None), None)
     if first is None:
-        return (f"output_size returns the right int on {len(SIZE_CASES)} cases, also where the stride does not "
+        return (f"output_size returns the right int on {len(cases)} cases, also where the stride does not "
                 "divide n + 2p - k, e.g. n=15, k=4, stride 2, padding 0 -> 6.")
     mistake, got = mistakes[first], answers[first]
     if not is_integer(got):
         raise mistake                                     # a float or another type: expect_count says so
-    slips = [(size, what) for size, what in _size_slips(*SIZE_CASES[first]) if got == size]
-    explained = lambda what: sum(answers[i] == size for i, case in enumerate(SIZE_CASES)
+    slips = [(size, what) for size, what in _size_slips(*cases[first]) if got == size]
+    explained = lambda what: sum(answers[i] == size for i, case in enumerate(cases)
                                  for size, w in _size_slips(*case) if w == what)
     what = max(slips, key=lambda slip: explained(slip[1]))[1] if slips else _size_diagnosis(mistakes)
     said = mistake.message.rstrip(".") + (f": {what}" if what else ".")
@@ -79,8 +95,9 @@ def check_output_size(output_size: Callable[..., int]) -> str:
 
 def _size_diagnosis(mistakes: list[Mistake | None]) -> str:
     """What the right and the wrong cases have in common, when no named slip explains the first wrong one."""
-    right = [case for case, m in zip(SIZE_CASES, mistakes) if m is None]
-    wrong = [case for case, m in zip(SIZE_CASES, mistakes) if m is not None]
+    cases = size_cases()
+    right = [case for case, m in zip(cases, mistakes) if m is None]
+    wrong = [case for case, m in zip(cases, mistakes) if m is not None]
     if right and all(s == 1 for _, _, s, _ in right) and any(s > 1 for _, _, s, _ in wrong):
         return "right at stride 1, wrong at larger strides: look at how the stride enters."
     if right and all(p == 0 for *_, p in right):
@@ -195,8 +212,8 @@ def _case_name(name: str, case: tuple) -> str:
 
 def _pattern(passed: list[bool]) -> str:
     """What the passing and failing cases have in common: stride 1, or padding 0."""
-    right = [case for case, ok in zip(CONV_CASES, passed) if ok]
-    wrong = [case for case, ok in zip(CONV_CASES, passed) if not ok]
+    right = [case for case, ok in zip(conv_cases(), passed) if ok]
+    wrong = [case for case, ok in zip(conv_cases(), passed) if not ok]
     tests = [(lambda c: c[3] == 1, "right at stride 1, wrong at stride {}: look at where each window starts "
               "when the stride is not 1", 3),
              (lambda c: c[4] == 0, "right without padding, wrong with padding {}: look at the padding and where "
@@ -207,17 +224,29 @@ def _pattern(passed: list[bool]) -> str:
     return ""
 
 
+def conv_cases() -> list[tuple]:
+    """CONV_CASES and EDGE_CASES, then two cases drawn for the student: a stride that divides the padded
+    height evenly and one that does not, kernels from 1x1 up, random widths."""
+    r, drawn = case_random(1), []
+    for divides, dtype in [(True, torch.float64), (False, torch.float32)]:
+        k, s = r.randint(1, 4), r.randint(2, 3)
+        p = r.randint(0, max(k - 1, 1))
+        h = next(h for h in range(r.randint(k + 3, 11), 30) if ((h + 2 * p - k) % s == 0) == divides)
+        drawn.append((h, r.randint(k + 3, 12), k, s, p, dtype))
+    return CONV_CASES + EDGE_CASES + drawn
+
+
 def _run_conv_cases(conv2d: Callable[..., Any], name: str) -> str:
     """Compare `conv2d(image, kernel, stride, padding)` with F.conv2d on every case; name the slip seen first."""
-    g = torch.Generator().manual_seed(1)
-    cases = []
-    for h, w, k, s, p, dtype in CONV_CASES:            # every reference before the student's code runs
+    g = case_generator(1)
+    cases, specs = [], conv_cases()
+    for h, w, k, s, p, dtype in specs:                 # every reference before the student's code runs
         image = torch.randn(h, w, generator=g, dtype=torch.float64)
         kernel = torch.randn(k, k, generator=g, dtype=torch.float64)
         cases.append((image, kernel, s, p, _slip_outputs(image, kernel, s, p)))
     answers = []
     with Watch(CONV_BUILTINS) as watch:
-        for (image, kernel, s, p, _), case in zip(cases, CONV_CASES):
+        for (image, kernel, s, p, _), case in zip(cases, specs):
             with calling(_case_name(name, case)):
                 image, kernel = image.to(case[-1], copy=True), kernel.to(case[-1], copy=True)
                 answers.append(conv2d(image, kernel, stride=s, padding=p))
@@ -226,10 +255,11 @@ def _run_conv_cases(conv2d: Callable[..., Any], name: str) -> str:
     answers = [as_tensor(a, f"{name}'s result") for a in answers]
     passed = [_matches(got, case[4][()]) for got, case in zip(answers, cases)]
     if all(passed):
-        return f"{name} matches F.conv2d on {len(CONV_CASES)} cases (padding, strides, non-square images, float32/64)"
+        return (f"{name} matches F.conv2d on {len(specs)} cases (padding, strides, 1x1 kernels, non-square images, "
+                "float32/64)")
     first = passed.index(False)
     got, (*_, slips) = answers[first], cases[first]
-    what = _case_name(name, CONV_CASES[first])
+    what = _case_name(name, specs[first])
     named = next((key for key, out in slips.items() if key and _matches(got, out)), None)
     if named:
         raise Mistake(f"{what} differs from F.conv2d: " + "; and ".join(SLIP_WORDS[w] for w in named) + ".",
@@ -291,7 +321,7 @@ def check_conv2d_loops(conv2d_loops: Callable[..., Any]) -> str:
 
 def _loop_growth(conv2d_fast: Callable[..., Any]) -> tuple[int, int, list[tuple[int, int]]]:
     """(growth of lines run, growth of torch calls, [(lines, calls)] per side) between the two LOOP_SIDES."""
-    g = torch.Generator().manual_seed(2)
+    g = case_generator(2)
     inputs = [(torch.randn(n, n, generator=g), torch.randn(LOOP_KERNEL, LOOP_KERNEL, generator=g))
               for n in LOOP_SIDES]
     counts = []

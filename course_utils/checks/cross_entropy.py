@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from .. import softmax_regression as ref
 from . import Mistake, question, written_question
+from .tools import case_generator
 from .tools import Watch, as_tensor, calling, expect_choice, expect_close, expect_shape, forbid, grad_check
 
 NOTEBOOK = "02_cross_entropy_derivation"
@@ -49,7 +50,7 @@ def _more(qid: str) -> str:
 
 def _logit_cases() -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     """(kind, logits (m, C), targets (m,)) with m != C: positive, random float64 and float32, large, spread out."""
-    g = torch.Generator().manual_seed(2)
+    g = case_generator(2)
     z = lambda m, c, dtype=torch.float64: (3 * torch.randn(m, c, generator=g, dtype=torch.float64)).to(dtype)
     y = lambda m, c: torch.randint(0, c, (m,), generator=g)
     positive = 0.2 + 2 * torch.rand(7, 3, generator=g, dtype=torch.float64)
@@ -350,7 +351,7 @@ def check_cross_entropy_grad(cross_entropy_grad: Callable[[torch.Tensor, torch.T
 
 def _softmax_backward_cases() -> list[tuple[torch.Tensor, torch.Tensor, list[tuple[str, torch.Tensor]]]]:
     """(logits, upstream gradient, variants) in float64; autograd's gradient first among the variants."""
-    g = torch.Generator().manual_seed(5)
+    g = case_generator(5)
     cases = []
     for m, C, offset in [(5, 4, 0.0), (3, 7, 0.0), (4, 3, 1000.0)]:
         z = 2 * torch.randn(m, C, generator=g, dtype=torch.float64) + offset
@@ -425,17 +426,18 @@ def _step_names(m: int, lr: float, param: str) -> dict[float, str]:
         "the gradient."),
     reveal="dz = (P - Y) / m; W_new = W - lr * dz.T @ X; b_new = b - lr * dz.sum(dim=0).")
 def check_sgd_step(sgd_step: Callable[..., Any]) -> str:
-    g = torch.Generator().manual_seed(4)
+    g = case_generator(4)
     cases = []
-    for C, D, m, lr, dtype in [(3, 5, 8, 0.3, torch.float64), (10, 20, 16, 0.1, torch.float32),
-                               (4, 6, 5, 1.0, torch.float64)]:
-        W, b = 0.1 * torch.randn(C, D, generator=g), 0.1 * torch.randn(C, generator=g)
+    # the last case's logits lie near 740 (b is large): exp overflows there unless the softmax shifts them
+    for C, D, m, lr, dtype, shift in [(3, 5, 8, 0.3, torch.float64, 0.0), (10, 20, 16, 0.1, torch.float32, 0.0),
+                                      (4, 6, 5, 1.0, torch.float64, 0.0), (5, 7, 6, 0.5, torch.float64, 740.0)]:
+        W, b = 0.1 * torch.randn(C, D, generator=g), 0.1 * torch.randn(C, generator=g) + shift
         X, y = torch.randn(m, D, generator=g), torch.randint(0, C, (m,), generator=g)
         W, b, X = W.to(dtype), b.to(dtype), X.to(dtype)
         loss, dW, db = ref.softmax_regression_grads(W.double(), b.double(), X.double(), y)
-        cases.append((W, b, X, y, lr, loss, dW, db))
+        cases.append((W, b, X, y, lr, loss, dW, db, shift))
     drops, used = [], ""
-    for W, b, X, y, lr, loss, dW, db in cases:
+    for W, b, X, y, lr, loss, dW, db, shift in cases:
         (C, D), m = W.shape, len(X)
         result, seen = _watched(sgd_step, {**SOFTMAX_BUILTINS, **LOSS_BUILTINS, **AUTOGRAD},
                                 W.clone(), b.clone(), X.clone(), y.clone(), lr)
@@ -444,7 +446,11 @@ def check_sgd_step(sgd_step: Callable[..., Any]) -> str:
             raise Mistake(f"sgd_step returned {type(result).__name__}; return the pair (W_new, b_new).")
         W_new = expect_shape(result[0], (C, D), "W_new", "W has shape (C, D), like nn.Linear's weight.")
         b_new = expect_shape(result[1], (C,), "b_new", "b has one entry per class, shape (C,).")
-        what = f"sgd_step with W {C}x{D}, a batch of {m}, lr={lr}"
+        what = f"sgd_step with W {C}x{D}, a batch of {m}, lr={lr}" + (f", logits near {shift:g}" if shift else "")
+        if shift and not (torch.isfinite(W_new).all() and torch.isfinite(b_new).all()):
+            raise Mistake(f"{what}: W_new or b_new holds inf or nan: exp of a logit that large overflows, so the "
+                          "softmax inside the step gives inf / inf.", "subtract each row's largest logit before exp, "
+                          "as in your softmax (section 1 of the lecture): the probabilities do not change.")
         for param, new, old, grad in [("W", W_new, W.double(), dW), ("b", b_new, b.double(), db)]:
             slip = _diagnose(new - old, [("", -lr * grad)], _step_names(m, lr, param), proportional=True)
             if slip:

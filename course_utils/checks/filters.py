@@ -15,6 +15,7 @@ from ..filters import filter_grid
 from ..kernels import receptive_field
 from ..models import TutorialCNN, TwoLayerCNN
 from . import Mistake, question, written_question
+from .tools import case_generator
 from .tools import (Watch, as_tensor, calling, expect_choice, expect_close, expect_count, expect_shape, forbid,
                     grad_check, rel_error)
 
@@ -44,7 +45,7 @@ def _same_grid(drawn: torch.Tensor, grid: torch.Tensor) -> bool:
     reveal="ax.imshow(grid.numpy(), cmap='RdBu_r', norm=CenteredNorm(vcenter=0.0)), then return ax.")
 def check_plot_filters(plot_filters) -> str:
     weights = {"conv1 of the two-layer CNN (8, 1, 3, 3)": _seeded(TwoLayerCNN).conv1.weight.detach(),
-               "a (4, 3, 5, 5) layer": torch.randn(4, 3, 5, 5, generator=torch.Generator().manual_seed(1))}
+               "a (4, 3, 5, 5) layer": torch.randn(4, 3, 5, 5, generator=case_generator(1))}
     for what, weight in weights.items():
         want = filter_grid(weight)                     # references first, on data the student never receives
         slips = {"the rows are input channels and the columns output channels: the (out, in) axes of the weight "
@@ -113,13 +114,13 @@ def _close(got: Any, want: torch.Tensor) -> bool:
     reveal="handle = model.get_submodule(layer).register_forward_hook(lambda m, i, o: captured.update(o=o)); "
     "run model(image.unsqueeze(0)) in a try, remove the handle in the finally, return captured['o'][0].")
 def check_feature_maps(feature_maps) -> str:
-    image = torch.randn(1, 28, 28, generator=torch.Generator().manual_seed(2))
+    image = torch.randn(1, 28, 28, generator=case_generator(2))
     cases = [(_seeded(TwoLayerCNN), "conv1"), (_seeded(TwoLayerCNN), "pool"),
              (_seeded(TutorialCNN), "layer1.3"), (_seeded(TutorialCNN), "layer2.0")]
     for model, layer in cases:
         model.train()
         with torch.no_grad():                          # give BatchNorm running statistics to use
-            model(torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(3)))
+            model(torch.randn(8, 1, 28, 28, generator=case_generator(3)))
         students = copy.deepcopy(model)                # still in training mode, as a student may leave it
         want = feature_maps_reference(model, image, [layer])[layer]      # before the student's code runs
         hooked, trained = _hooked(copy.deepcopy(model), image, layer, False), _hooked(model, image, layer, True)
@@ -168,7 +169,7 @@ def _abs_scaled(weight: torch.Tensor) -> torch.Tensor:
 
 def _uneven_bank(shape: tuple[int, ...], seed: int) -> torch.Tensor:
     """Random weights of `shape` whose filter o is (o + 1) times as strong, so that a shared scale shows."""
-    weight = torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    weight = torch.randn(*shape, generator=case_generator(seed), dtype=torch.float64)
     return weight * torch.arange(1, shape[0] + 1, dtype=torch.float64).view(-1, 1, 1, 1)
 
 
@@ -446,10 +447,11 @@ _AUTOGRAD = {torch.autograd.grad: "torch.autograd.grad", torch.Tensor.backward: 
     reveal="Loops: grad_x = zeros; for every (i, j): grad_x[i:i + kh, j:j + kw] += grad_output[i, j] * kernel. "
     "Vectorised: F.conv2d(F.pad(g, (kw - 1, kw - 1, kh - 1, kh - 1)), kernel.flip(0, 1)) on (1, 1, ...) views.")
 def check_conv_input_grad(conv_input_grad: Callable[[torch.Tensor, torch.Tensor], Any]) -> str:
-    g = torch.Generator().manual_seed(10)
+    g = case_generator(10)
     cases = [(torch.randn(4, 5, generator=g, dtype=torch.float64), torch.randn(3, 3, generator=g, dtype=torch.float64)),
              (torch.randn(6, 3, generator=g, dtype=torch.float64), torch.randn(2, 3, generator=g, dtype=torch.float64)),
-             (torch.randn(5, 5, generator=g, dtype=torch.float64), torch.randn(5, 5, generator=g, dtype=torch.float64))]
+             (torch.randn(5, 5, generator=g, dtype=torch.float64), torch.randn(5, 5, generator=g, dtype=torch.float64)),
+             (torch.randn(4, 6, generator=g, dtype=torch.float64), torch.randn(1, 1, generator=g, dtype=torch.float64))]
     wanted = [conv_input_grad_reference(g_out, w) for g_out, w in cases]          # before the student's code runs
     slipped = [[f(g_out, w) for f, _, _ in GRAD_SLIPS] for g_out, w in cases]
     answers, worst = [], 0.0
@@ -462,7 +464,7 @@ def check_conv_input_grad(conv_input_grad: Callable[[torch.Tensor, torch.Tensor]
                           "relative error near 1e-7.", "keep the inputs' dtype: torch.zeros(..., dtype=kernel.dtype).")
         t = as_tensor(got, "conv_input_grad's result")
         t = t.reshape(t.shape[-2:]) if t.dim() > 2 and all(n == 1 for n in t.shape[:-2]) else t
-        if tuple(t.shape) == tuple(g_out.shape):
+        if tuple(t.shape) == tuple(g_out.shape) != tuple(want.shape):
             raise Mistake(f"conv_input_grad has the shape of grad_output, {tuple(g_out.shape)}: the gradient with "
                           f"respect to the input has the input's shape, {tuple(want.shape)}.",
                           "the input is kh - 1 rows and kw - 1 columns larger than the output.")

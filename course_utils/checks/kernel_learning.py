@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from . import Mistake, question
+from .tools import case_generator
 from .tools import as_tensor
 
 NOTEBOOK = "01_convolution_kernels"
@@ -25,7 +26,7 @@ def _layer(kernel_size: int, g: torch.Generator) -> tuple[torch.Tensor, float]:
 
 def _cases() -> list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, float]]:
     """(kernel side, images (N, 1, H, W), targets (N, 1, H, W), true kernel, true bias), seeded."""
-    g = torch.Generator().manual_seed(1701)
+    g = case_generator(1701)
     cases = []
     for k, n, side in LEARN_CASES:
         kernel, bias = _layer(k, g)

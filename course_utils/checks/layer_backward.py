@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from . import Mistake, question
 from .conv_backward import BACKWARD_BUILTINS, CONV_BUILTINS
+from .tools import case_generator
 from .tools import Watch, as_tensor, forbid, rel_error
 
 NOTEBOOK = "04_filter_visualization"
@@ -70,7 +71,7 @@ def _gradient_slip(name: str, got: torch.Tensor, want: torch.Tensor, case: dict)
     " 1)).transpose(0, 1); grad_x = F.conv2d(F.pad(grad_out, (k - 1,) * 4), weight.flip(2, "
     "3).transpose(0, 1)).")
 def check_conv_layer_backward(conv_layer_backward: Callable[..., Any]) -> str:
-    g = torch.Generator().manual_seed(44)
+    g = case_generator(44)
     cases = [_case(*spec, g) for spec in LAYER_CASES]
     for spec, case in zip(LAYER_CASES, cases):
         x, weight, grad_out = case["inputs"]

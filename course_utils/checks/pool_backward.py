@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from . import Mistake, question
+from .tools import case_generator
 from .tools import Watch, as_tensor, forbid
 
 NOTEBOOK = "01_convolution_kernels"
@@ -73,7 +74,7 @@ def _mistake(got: torch.Tensor, x: torch.Tensor, grad_out: torch.Tensor, case: s
     "(F.one_hot(idx, 4) * grad_out[..., None]), reshape back, and pad the cropped rows and columns with "
     "zeros.")
 def check_maxpool_backward(maxpool_backward: Callable[..., Any]) -> str:
-    g = torch.Generator().manual_seed(27)
+    g = case_generator(27)
     cases = [_case(*spec, g) for spec in POOL_CASES]
     with Watch(POOL_BUILTINS) as watch:
         answers = [maxpool_backward(x.clone(), grad_out.clone()) for x, grad_out in cases]

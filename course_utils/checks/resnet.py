@@ -13,6 +13,7 @@ from torch import nn
 from ..cost import count_parameters
 from ..resnets import ResidualBlock, SEBlock
 from . import Mistake, question, written_question
+from .tools import case_generator
 from .tools import (Watch, as_tensor, calling, expect_choice, expect_close, expect_count, expect_shape, forbid,
                     grad_check)
 
@@ -42,7 +43,7 @@ def _layers(module: nn.Module, kind: str) -> list[nn.Module]:
 
 def _randomised_reference(c_in: int, c_out: int, stride: int, seed: int) -> ResidualBlock:
     """The course's block with random convolutions and random BatchNorm scales (around 1) and shifts."""
-    g = torch.Generator().manual_seed(seed)
+    g = case_generator(seed)
     ours = ResidualBlock(c_in, c_out, stride)
     with torch.no_grad():
         for conv in _layers(ours, "Conv2d"):
@@ -155,7 +156,7 @@ def _diagnose(out: torch.Tensor, variants: dict[str, torch.Tensor], what: str, h
 def _grade_block(StudentBlock, question_id: str, what_name: str) -> None:
     """Compare the student's block with the reference for every combination of channels and stride."""
     more = f"hint({question_id!r}) says more."
-    g = torch.Generator().manual_seed(6)
+    g = case_generator(6)
     for c_in, c_out, stride in BLOCK_CASES:                             # structure first: every combination
         what = f"{what_name}({c_in}, {c_out}, {stride})"
         _shortcut_structure(_build(StudentBlock, c_in, c_out, stride), c_in, c_out, stride, what)
@@ -242,7 +243,7 @@ SE_MESSAGES = {"max": "it squeezes each channel with its maximum; the squeeze is
     "(with 1x1 convolutions: keepdim=True and no indexing).")
 def check_se_block(StudentSE) -> str:
     more = "hint('se_block') says more."
-    g = torch.Generator().manual_seed(7)
+    g = case_generator(7)
     for channels, reduction in [(16, 4), (32, 8)]:
         torch.manual_seed(0)
         ours = SEBlock(channels, reduction)
@@ -439,7 +440,7 @@ BN_FORBIDDEN = {torch.Tensor.backward: "Tensor.backward()", torch.autograd.grad:
     reveal="dx = (N * dxhat - dxhat.sum(0) - xhat * (dxhat * xhat).sum(0)) / (N * torch.sqrt(var + eps)).")
 def check_batchnorm_backward(student: Callable[..., Any]) -> str:
     more = "hint('batchnorm_backward') says more."
-    g = torch.Generator().manual_seed(60)
+    g = case_generator(60)
     worst = 0.0
     for n, d in [(6, 5), (16, 3)]:
         dout, x, gamma, beta = _bn_inputs(g, n, d)

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import inspect
 import os
+import random
 import sys
 from typing import Any, Callable, Iterable, Iterator
 
@@ -11,7 +13,7 @@ import numpy as np
 import torch
 from torch.overrides import TorchFunctionMode
 
-from . import Mistake, _is_student_file
+from . import Mistake, _is_student_file, student
 
 _NUMPY = os.path.dirname(np.__file__) + os.sep
 
@@ -200,3 +202,22 @@ def grad_check(got: Any, expected: torch.Tensor, what: str, hint: str = "", thre
         raise Mistake(f"{what}: relative error {err:.2e} against autograd in float64; it should be below "
                       f"{threshold:.0e}.", hint)
     return err
+
+
+def variant_seed(base: int) -> int:
+    """The seed of a check's cases for the current student: `base` without a student id, else a stable hash
+    (SHA-256, the same on every machine and run) of the id and `base`, so each student gets other cases."""
+    sid = student()
+    if not sid:
+        return base
+    return int.from_bytes(hashlib.sha256(f"{sid}\0{base}".encode()).digest()[:6], "big")
+
+
+def case_generator(base: int) -> torch.Generator:
+    """A torch generator seeded for the current student's variant of the cases numbered `base`."""
+    return torch.Generator().manual_seed(variant_seed(base))
+
+
+def case_random(base: int) -> random.Random:
+    """A Python random generator (for sizes, strides, paddings) seeded for the current student's variant."""
+    return random.Random(variant_seed(base))

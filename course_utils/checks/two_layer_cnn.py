@@ -21,6 +21,7 @@ from ..data import SAMPLE_NAME, MNISTData, load_mnist
 from ..models import TwoLayerCNN
 from ..training import fit
 from . import Mistake, question, written_question
+from .tools import case_generator, variant_seed
 from .tools import (Watch, as_tensor, calling, expect_choice, expect_close, expect_count, expect_shape, forbid,
                     grad_check)
 
@@ -194,7 +195,7 @@ def _copy_by_shape(model: nn.Module, reference: nn.Module) -> None:
 def check_make_two_layer_cnn(make_two_layer_cnn) -> str:
     reference = TwoLayerCNN()
     shapes = sorted(tuple(p.shape) for p in reference.parameters())
-    X = torch.randn(5, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    X = torch.randn(5, 1, 28, 28, generator=case_generator(0))
     reference.eval()
     with torch.no_grad():
         want = reference(X)
@@ -238,12 +239,22 @@ def check_make_two_layer_cnn(make_two_layer_cnn) -> str:
             "0.25 and 0.5 in training.")
 
 
+class _SeededCNN(TwoLayerCNN):
+    """TwoLayerCNN whose forward passes draw their dropout masks from their own seeds (one per pass): a step
+    that draws other random numbers first (a DataLoader's shuffle, a noise term) sees the reference's masks."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        passes = self.__dict__.setdefault("passes", 0)
+        self.passes = passes + 1
+        torch.manual_seed(variant_seed(100 + passes))
+        return super().forward(x)
+
+
 def _run_steps(step_fn, X: torch.Tensor, y: torch.Tensor) -> tuple[list[Any], torch.Tensor]:
     """Two steps of `step_fn` on a seeded TwoLayerCNN with SGD: the returned values and the parameters after."""
-    torch.manual_seed(0)
-    model = TwoLayerCNN()
+    torch.manual_seed(variant_seed(0))
+    model = _SeededCNN()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    torch.manual_seed(1)
     returned = [step_fn(model, opt, X.clone(), y.clone()) for _ in range(2)]
     return returned, torch.cat([p.detach().flatten() for p in model.parameters()])
 
@@ -276,10 +287,10 @@ def _no_update_diagnosis(train_step, X: torch.Tensor, y: torch.Tensor) -> tuple[
     reveal="optimizer.zero_grad(); loss = F.cross_entropy(model(X), y); loss.backward(); optimizer.step(); "
     "return loss.item()", kind="implement")
 def check_train_step(train_step) -> str:
-    g = torch.Generator().manual_seed(3)
+    g = case_generator(3)
     X, y = torch.randn(16, 1, 28, 28, generator=g), torch.randint(0, 10, (16,), generator=g)
     want_losses, want_params = _run_steps(train_step_reference, X, y)
-    torch.manual_seed(0)
+    torch.manual_seed(variant_seed(0))
     start = torch.cat([p.detach().flatten() for p in TwoLayerCNN().parameters()])
     with calling("train_step(model, optimizer, X, y): TwoLayerCNN, SGD(lr=0.1), X of shape (16, 1, 28, 28), "
                  "y of shape (16,), twice"):
@@ -313,7 +324,7 @@ def check_train_step(train_step) -> str:
     "gradient entrywise by that factor (zero where the mask dropped)."),
     reveal="return upstream * mask / (1 - p)", kind="backward")
 def check_dropout_backward(dropout_backward) -> str:
-    g = torch.Generator().manual_seed(7)
+    g = case_generator(7)
     cases = []
     for shape, p in [((8, 64), 0.25), ((4, 16, 12, 12), 0.6), ((3, 2304), 0.5)]:
         x = torch.randn(shape, dtype=torch.float64, generator=g, requires_grad=True)
@@ -439,7 +450,7 @@ def _batch_mean_reference(model: nn.Module, X: torch.Tensor, y: torch.Tensor, ba
     reveal="model.eval(); with torch.no_grad(): sum F.cross_entropy(logits, yb, reduction='sum') and the correct "
     "predictions over the batches, then divide both by len(X).", kind="debug")
 def check_fix_validate(validate) -> str:
-    g = torch.Generator().manual_seed(5)
+    g = case_generator(5)
     X, y, batch_size = torch.randn(300, 1, 28, 28, generator=g), torch.randint(0, 10, (300,), generator=g), 128
     torch.manual_seed(2)
     model = TwoLayerCNN()

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from course_utils.checks import Question
+from course_utils.checks import Question, set_student
 
 from . import isolation
 from .replay import record, replay
@@ -175,10 +175,11 @@ def _prepare(question: Question) -> None:
 
 
 class Checker:
-    """A forked, sandboxed grading process that waits until `results()` hands it the answers."""
+    """A forked, sandboxed grading process that waits until `results()` hands it the answers; its checks
+    draw their cases for `student` (the hand-in's name), in the recording children as in the replay."""
 
     def __init__(self, questions: list[Question], answers: Path, limits: Limits, work: Path,
-                 timeout: float, threads: int):
+                 timeout: float, threads: int, student: str = ""):
         go_r, go_w = os.pipe()
         res_r, res_w = os.pipe()
         self.pid = os.fork()
@@ -189,6 +190,7 @@ class Checker:
                 os.dup2(null, 0), os.dup2(null, 1)
                 os.chdir(work)
                 torch.set_num_threads(1)
+                set_student(student)        # the cases of this student's variant, here and in each recording child
                 enter(limits, inside=False)
                 for question in questions:
                     _prepare(question)

@@ -345,7 +345,7 @@ def _grade_notebook(job: Job, nb: nbformat.NotebookNode, env_dir: Path, executed
     import_checks(job.checks)
     questions = [QUESTIONS[q["id"]] for q in job.questions]
     threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
-    checker = Checker(questions, answers, limits, work, job.check_timeout, threads)
+    checker = Checker(questions, answers, limits, work, job.check_timeout, threads, job.student)
     deadline = start + job.notebook_timeout
     watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), _stop_kernel, args=(checker.pid,))
     watchdog.start()
