@@ -5,8 +5,10 @@ import pytest
 import torch
 from torch import nn
 
+from course_utils.compare import guard, verdict
 from course_utils.deep_stacks import (INITS, StackLayer, conv_stack, dead_fraction, final_loss, first_layer_grad_norm,
-                                      initialise, layer_factor, layer_statistics, train_at_best_rate, train_steps)
+                                      initialise, layer_factor, layer_statistics, train_at_best_rate, train_seeds,
+                                      train_steps)
 from course_utils.device import seed_everything
 
 
@@ -84,3 +86,14 @@ def test_train_steps_lowers_the_loss_of_a_small_stack(mnist):
     assert len(train_steps(conv_stack(1), mnist.X_train[:100], mnist.y_train[:100], 5, 64)) == 5   # 3 passes
     with pytest.raises(ValueError, match="steps >= 1"):
         train_steps(conv_stack(1), mnist.X_train[:100], mnist.y_train[:100], 0, 64)
+
+
+def test_train_seeds_gives_one_run_per_seed_and_the_guard_refuses_a_stack_that_did_not_train(mnist):
+    X_val, y_val = mnist.X_test[:300], mnist.y_test[:300]
+    learns = lambda: conv_stack(2, batchnorm=True, init="he")
+    curves, arm = train_seeds("2 layers", learns, mnist.X_train, mnist.y_train, X_val, y_val, 40, 0.05, (1, 2))
+    assert [len(c) for c in curves] == [40, 40] and curves[0] != curves[1]
+    assert arm.train_loss == tuple(final_loss(c) for c in curves) and guard(arm) and min(arm.acc) > 0.5
+    stuck = lambda: conv_stack(10, activation="sigmoid", init="default")
+    _, flat = train_seeds("sigmoid", stuck, mnist.X_train, mnist.y_train, X_val, y_val, 5, 0.01, (1, 2))
+    assert not guard(flat) and verdict(arm, flat, metric="train_loss").endswith("no comparison.")
