@@ -16,6 +16,9 @@ column per question, total, max, status, seconds, message) and, per student, the
 notebook, feedback.md, result.json and log.txt in the feedback folder (one folder per student,
 its id percent-encoded by `folder_name`). Output paths among the hand-ins are refused before
 anything runs. A re-run grades only students not yet in the gradebook, unless --force.
+The hints, revealed answers and multiple-choice tries a hand-in recorded while the student worked are read
+from it as saved (`course_utils.grading.usage`) and cost what --reveal-penalty (default 100 % of that
+question), --hint-penalty (default 0 % per tier) and --mc-policy (default: the first letter checked) say.
 Beside the gradebook it then writes the instructor's reports (item analysis, written-answer
 sheets, HTML feedback; on request late policy, similarity, Gradescope and Canvas exports):
 see `course_utils.grading.instructor`.
@@ -44,7 +47,7 @@ from tqdm.auto import tqdm
 
 from . import checks
 from .checks import questions_for
-from .grading import feedback, instructor, isolation, kernel, processes, shards, written
+from .grading import feedback, instructor, isolation, kernel, processes, shards, usage, written
 from .grading.checker import import_checks
 from .grading.guard import Guard
 from .grading.sandbox import Limits
@@ -92,6 +95,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "class's work): only for trusted hand-ins, where user namespaces are unavailable")
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()), help="where working folders go")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--reveal-penalty", type=float, default=100, metavar="PERCENT",
+                   help="percent of a question's points deducted when the hand-in revealed its answer with "
+                        "solution() (default 100)")
+    p.add_argument("--hint-penalty", type=float, default=0, metavar="PERCENT",
+                   help="percent of a question's points deducted per hint tier the hand-in showed (default 0)")
+    p.add_argument("--mc-policy", choices=sorted(usage.MC_POLICIES), default="first",
+                   help="multiple choice: 'first' grades the first answer checked in the notebook (default), "
+                        "'last' the answer handed in")
     instructor.add_arguments(p)
     args = p.parse_args(argv)
     instructor.check_arguments(p, args)
@@ -99,6 +110,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("give SUBMISSIONS and --assignment (or --merge BOOK... --out BOOK.csv)")
     if args.jobs < 1:
         p.error("--jobs must be at least 1")
+    try:
+        args.policy = usage.Policy(args.reveal_penalty, args.hint_penalty, args.mc_policy)
+    except ValueError as err:
+        p.error(f"--reveal-penalty, --hint-penalty: {err}")
     return args
 
 
@@ -241,6 +256,8 @@ class Grader:
             with self.lock:
                 self.running.discard(sub.student)
         result["folder"] = sub.folder
+        if result["status"] != "invalid":
+            result = usage.apply_policy(result, usage.read_usage(sub.path), self.args.policy)
         if sub.same_id:
             note = f"{', '.join(sorted((sub.hand_in, *sub.same_id)))} claim the same student id: each has its own row"
             result["message"] = note + (f"; {result['message']}" if result["message"] else "")

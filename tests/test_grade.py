@@ -274,7 +274,7 @@ def test_partial_credit_flows_into_the_gradebook_feedback_and_result(graded):
     folder = graded["gradebook"].with_suffix("") / "partial_credit"
     assert json.loads((folder / "result.json").read_text())["questions"]["square"]["state"] == "part"
     md = (folder / "feedback.md").read_text()
-    assert "| `square` | 🟡 PART | 1 / 2 | square returns floats for ints." in md
+    assert "| `square` | 🟡 PART | 1 / 2 | - | square returns floats for ints." in md
     assert "Partial credit: 1 of 2 points for the right values." in md
     assert '<tr class="part"><td><code>square</code></td><td>🟡 PART</td>' in (folder / "feedback.html").read_text()
     stats = (graded["gradebook"].with_name("grades.stats.md")).read_text()

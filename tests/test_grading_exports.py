@@ -143,7 +143,7 @@ def test_partial_credit_reaches_every_export(tmp_path):
     assert (square["score"], square["max_score"], square["status"]) == (1.0, 2.0, "failed")
     assert square["output"].startswith("🟡 PART: ") and "1 of 2 points for the right values" in square["output"]
     md = (ana / "feedback.md").read_text()
-    assert "| `square` | 🟡 PART | 1 / 2 | square(2.0) is a float. Partial credit: 1 of 2 points for the right" in md
+    assert "| `square` | 🟡 PART | 1 / 2 | - | square(2.0) is a float. Partial credit: 1 of 2 points for the right" in md
     assert "Questions: 1 pass, 1 part." in md
     page = (ana / "feedback.html").read_text()
     assert '<tr class="part"><td><code>square</code></td><td>🟡 PART</td><td>1 / 2</td>' in page

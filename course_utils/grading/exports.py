@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .feedback import EXPLAIN, counts
+from .feedback import EXPLAIN, counts, help_used
 from .tables import MARKS, StudentResult, number, state_of, write_csv
 
 CANVAS_COLUMNS = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
@@ -149,7 +149,8 @@ def feedback_html(assignment: str, result: dict, note: str = "") -> str:
         points, top, state = float(q["points"]), float(q["max_points"]), state_of(q)
         kind = {"pass": "full", "part": "part"}.get(state, "zero")
         rows.append(f'<tr class="{kind}"><td><code>{e(qid)}</code></td><td>{e(MARKS[state])}</td>'
-                    f'<td>{points:g} / {top:g}</td><td class="msg">{e(q.get("message", ""))}</td></tr>')
+                    f'<td>{points:g} / {top:g}</td><td>{e(help_used(q) or "-")}</td>'
+                    f'<td class="msg">{e(q.get("message", ""))}</td></tr>')
     saw = (f"<p>What the grader saw (cells counted from the top, text cells included): {e(result['message'])}</p>"
            if result.get("message") else "")
     return "\n".join([
@@ -161,7 +162,8 @@ def feedback_html(assignment: str, result: dict, note: str = "") -> str:
         f"<p>Questions: {e(counts(result))}.</p>", saw,
         "<p>Points come from the grader's own run of the checks; "
         "your <code>check(...)</code> cells were not run.</p>",
-        "<table><tr><th>question</th><th>result</th><th>points</th><th>message</th></tr>", *rows, "</table>",
+        "<table><tr><th>question</th><th>result</th><th>points</th><th>help used</th><th>message</th></tr>",
+        *rows, "</table>",
         f"<h2>Late submission</h2><p>{e(note)}</p>" if note else "", "</body></html>", ""])
 
 

@@ -26,6 +26,13 @@ def counts(result: dict) -> str:
     return ", ".join(f"{states.count(s)} {s}" for s in STATES if s in states)
 
 
+def help_used(question: dict) -> str:
+    """What the student asked for on one question: 'answer revealed', 'hints: 2', both, or ''."""
+    parts = (["answer revealed"] if question.get("revealed") else []) + (
+        [f"hints: {question['hints']}"] if question.get("hints") else [])
+    return ", ".join(parts)
+
+
 def render(assignment: str, result: dict) -> str:
     """Markdown feedback for one student's result row (student, status, questions, total, max, ...)."""
     lines = [f"# {assignment}: feedback for {result['student']}", "",
@@ -35,8 +42,8 @@ def render(assignment: str, result: dict) -> str:
         lines += [f"What the grader saw (cells counted from the top, text cells included): "
                   f"{_cell(result['message'])}", ""]
     lines += ["Points come from the grader's own run of the checks; your `check(...)` cells were not run.", "",
-              "| question | result | points | message |", "|---|---|---|---|"]
+              "| question | result | points | help used | message |", "|---|---|---|---|---|"]
     for qid, q in result["questions"].items():
         lines.append(f"| `{qid}` | {MARKS[state_of(q)]} | {float(q['points']):g} / {float(q['max_points']):g} | "
-                     f"{_cell(q['message'])} |")
+                     f"{help_used(q) or '-'} | {_cell(q['message'])} |")
     return "\n".join(lines) + "\n"

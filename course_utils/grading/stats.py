@@ -1,5 +1,6 @@
 """Item analysis: per question, how many passed, got partial credit, failed or did not attempt it,
-the mean points and the most frequent mistakes.
+the mean points, how many asked for hints (and how many tiers) or revealed the answer, and the most
+frequent mistakes.
 
 Mistake messages are grouped after normalising what varies between students (numbers, memory
 addresses, quoted values, line numbers), so that "square(3) returned 6, expected 9" and
@@ -52,6 +53,9 @@ class QuestionStats:
     states: Counter = field(default_factory=Counter)
     points: list[float] = field(default_factory=list)
     mistakes: Counter = field(default_factory=Counter)
+    hinted: int = 0
+    hint_tiers: int = 0
+    revealed: int = 0
 
     @property
     def students(self) -> int:
@@ -108,6 +112,9 @@ def analyse(results: list[dict]) -> ItemAnalysis:
             state = state_of(q)
             s.states[state] += 1
             s.points.append(float(q["points"]))
+            s.hinted += bool(q.get("hints"))
+            s.hint_tiers += int(q.get("hints") or 0)
+            s.revealed += bool(q.get("revealed"))
             if state != "pass":
                 s.mistakes[NOT_ATTEMPTED if state == "todo" else normalise(str(q.get("message", "")))] += 1
     max_total = max((float(r["max"]) for r in results), default=0.0)
@@ -127,11 +134,12 @@ def markdown(a: ItemAnalysis, assignment: str, top: int = TOP) -> str:
     lines = [f"# {assignment}: item analysis", "",
              f"{n} graded students (mean total {mean:.2f} / {a.max_total:g})"
              + (f"; {a.not_graded} invalid hand-in(s), not graded, left out." if a.not_graded else "."), "",
-             "| question | max | pass rate | mean points | pass | part | fail | todo |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| question | max | pass rate | mean points | pass | part | fail | todo | hinted (tiers) | revealed |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for s in a.questions:
         lines.append(f"| `{s.question}` | {s.max_points:g} | {s.pass_rate:.0%} ({s.passed}/{s.students}) | "
-                     f"{s.mean_points:.2f} | " + " | ".join(str(s.states[state]) for state in STATES) + " |")
+                     f"{s.mean_points:.2f} | " + " | ".join(str(s.states[state]) for state in STATES)
+                     + f" | {s.hinted} ({s.hint_tiers}) | {s.revealed} |")
     for s in a.questions:
         lines += ["", f"## `{s.question}`: most frequent mistakes", ""]
         if not s.mistakes:
@@ -184,9 +192,10 @@ def write_report(results: list[dict], assignment: str, prefix: Path, top: int = 
     prefix.parent.mkdir(parents=True, exist_ok=True)
     paths["stats.md"].write_text(markdown(a, assignment, top), encoding="utf-8")
     write_csv(paths["stats.csv"], ["question", "max_points", "students", "passed", "pass_rate", "mean_points",
-                                   "partly_right", "failed", "not_attempted"],
+                                   "partly_right", "failed", "not_attempted", "hinted", "hint_tiers", "revealed"],
               [[s.question, f"{s.max_points:g}", s.students, s.passed, f"{s.pass_rate:.4f}",
-                f"{s.mean_points:.4f}", s.partial, s.failed, s.not_attempted] for s in a.questions])
+                f"{s.mean_points:.4f}", s.partial, s.failed, s.not_attempted, s.hinted, s.hint_tiers, s.revealed]
+               for s in a.questions])
     write_csv(paths["mistakes.csv"], ["question", "students", "mistake"],
               [[s.question, count, msg] for s in a.questions for msg, count in s.mistakes.most_common()])
     figure(a, assignment).savefig(paths["stats.png"], dpi=110)
