@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from . import Mistake
-from .tools import case_generator
+from .tools import case_generator, case_random
 from .tools import Watch, as_tensor, forbid, rel_error
 
 CONV_BUILTINS = {F.conv2d: "F.conv2d", F.conv1d: "F.conv1d", F.conv3d: "F.conv3d",
@@ -130,10 +130,17 @@ def _gradient_mistake(got: torch.Tensor, want: torch.Tensor, slips: dict, what: 
     return f"{what}: relative error {err:.2e} against autograd in float64; it should be below {THRESHOLD:.0e}"
 
 
+def backward_cases() -> list[tuple[int, int, int, int]]:
+    """BACKWARD_CASES and one case drawn for the student: (height, width, kernel side 1 to 4, padding below it)."""
+    r = case_random(4)
+    k = r.randint(1, 4)
+    return BACKWARD_CASES + [(r.randint(k + 2, 10), r.randint(k + 2, 10), k, r.randint(0, max(k - 1, 1)))]
+
+
 def check_conv2d_backward(conv2d_backward: Callable[..., Any]) -> str:
     """Grade (grad_image, grad_kernel) of a padded single-channel cross-correlation against autograd in float64."""
-    g = case_generator(4)
-    cases = [_backward_case(*case, g) for case in BACKWARD_CASES]      # autograd's answers first
+    g, specs = case_generator(4), backward_cases()
+    cases = [_backward_case(*case, g) for case in specs]      # autograd's answers first
     with Watch(BACKWARD_BUILTINS) as watch:
         results = [conv2d_backward(x.clone(), w.clone(), go.clone(), padding=p)
                    for x, w, go, p in (c["inputs"] for c in cases)]
@@ -141,7 +148,7 @@ def check_conv2d_backward(conv2d_backward: Callable[..., Any]) -> str:
            "or F.unfold and a matrix product.")
     pairs = [_pair(r) for r in results]
     low = [_low_precision(gradient) for r in results for gradient in r if _low_precision(gradient)]
-    for (gi, gk), (h, w, k, p) in zip(pairs, BACKWARD_CASES):
+    for (gi, gk), (h, w, k, p) in zip(pairs, specs):
         if gi.shape == (k, k) and gk.shape == (h, w) and (h, w) != (k, k):
             raise Mistake(f"conv2d_backward returned shapes {tuple(gi.shape)} and {tuple(gk.shape)}: the kernel's "
                           "gradient first.", "return grad_image (the image's shape) first, then grad_kernel.")
@@ -157,12 +164,12 @@ def check_conv2d_backward(conv2d_backward: Callable[..., Any]) -> str:
                  _gradient_mistake(gk, c["kernel"], c["kernel slips"], "grad_kernel")]
                 for (gi, gk), c in zip(pairs, cases)]
     if not any(any(p) for p in problems):
-        return (f"both gradients match autograd in float64 on {len(cases)} cases (padding 0 to 2, kernels 2 to 4): "
+        return (f"both gradients match autograd in float64 on {len(cases)} cases (padding 0 to 2, kernels 1 to 4): "
                 f"largest relative error {worst:.1e}, below {THRESHOLD:.0e}.")
     first = next(i for i, p in enumerate(problems) if any(p))
-    h, w, k, p = BACKWARD_CASES[first]
+    h, w, k, p = specs[first]
     said = f"conv2d_backward(image {h}x{w}, kernel {k}x{k}, padding={p}): " + "; ".join(m for m in problems[first] if m)
-    right = [BACKWARD_CASES[i][3] for i, ps in enumerate(problems) if not any(ps)]
+    right = [specs[i][3] for i, ps in enumerate(problems) if not any(ps)]
     if right and all(pad == 0 for pad in right) and p > 0:
         said += ". Right without padding, wrong with it"
     for which, other in ((0, "grad_kernel"), (1, "grad_image")):

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from course_utils.checks import CheckResult, load_all, student, wrap
+from course_utils.checks import CheckResult, load_all, questions_for, student, wrap
 
 from .tables import MARKS, state_of
 
@@ -143,6 +143,9 @@ def fresh_check(assignment: str, live: list[CheckResult], namespace: dict[str, A
         return {}
     age = time.time() - notebook.stat().st_mtime
     print(wrap(f"\nGrading {notebook.name} as saved {age:.0f} s ago (if you changed it since, {SAVE_FIRST}) ..."))
+    if any(q.kind == "challenge" for q in questions_for(assignment)):
+        print(wrap("This sheet has a challenge: the grader trains it with smoke parameters, so this takes as long as "
+                   "running the whole sheet with smoke = True, plus about half a minute to start the grader."))
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="fresh-check-") as work:
         fresh = grade_saved(notebook, assignment, student() or "me", Path(work))
