@@ -146,6 +146,9 @@ def fresh_check(assignment: str, live: list[CheckResult], namespace: dict[str, A
     if any(q.kind == "challenge" for q in questions_for(assignment)):
         print(wrap("This sheet has a challenge: the grader trains it with smoke parameters, so this takes as long as "
                    "running the whole sheet with smoke = True, plus about half a minute to start the grader."))
+    if not student():
+        print(wrap("The sheet's student_id is empty: graded as 'me', whose cases differ from those the grader draws "
+                   "for your hand-in's name; set student_id to that name to see them."))
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="fresh-check-") as work:
         fresh = grade_saved(notebook, assignment, student() or "me", Path(work))
