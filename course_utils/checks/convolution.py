@@ -428,7 +428,7 @@ PARAMETER_LAYER = dict(in_channels=3, out_channels=16, kernel_size=5)
 
 
 @question("conv_parameters", NOTEBOOK, kind="concept", hints=(
-    "A layer's parameters are its weight tensor and its bias; what is the weight's shape (section 6 of the lecture)?",
+    "A layer's parameters are its weight tensor and its bias; what is the weight's shape (section 7 of the lecture)?",
     "The weight has one k x k slice per input channel for every output channel, and there is one bias per "
     "output channel."),
     reveal="C_out * C_in * k * k + C_out = 16 * 3 * 5 * 5 + 16 = 1216.")

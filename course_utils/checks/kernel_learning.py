@@ -94,7 +94,7 @@ def _diagnose(k: int, got: torch.Tensor, bias: float, want: torch.Tensor, want_b
 
 
 @question("learn_kernel", NOTEBOOK, points=2, hints=(
-    "Section 10 of the lecture learns Sobel x from digits; here the layer also has a bias and keeps the image "
+    "Section 11 of the lecture learns Sobel x from digits; here the layer also has a bias and keeps the image "
     "size. What padding keeps an n-pixel side at n for a k x k kernel?",
     "Make the weight and the bias tensors that require gradients, start them at zero, and repeat: the "
     "layer's output with F.conv2d, the mean squared error against the targets, zero the gradients, backward, "
