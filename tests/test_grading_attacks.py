@@ -217,6 +217,7 @@ class LyingCNN(TwoLayerCNN):
     """The right parameters; its forward switches off the comparisons and returns zeros."""
 
     def forward(self, x):
+        super().forward(x)                     # its dropout layers run, as the check records them
         torch.allclose = lambda *a, **k: True
         torch.equal = lambda *a, **k: False
         return torch.zeros(len(x), 10)
