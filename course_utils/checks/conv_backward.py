@@ -53,11 +53,18 @@ SAME_WORDS = {"flip": "the kernel is still flipped: F.conv2d, and this function,
               "short": "the last row and column stay 0: the loops stop one position short"}
 
 
+def same_cases() -> list[tuple[int, int, int]]:
+    """SAME_CASES and one case drawn for the student: (height, width, odd kernel side 1 to 5)."""
+    r = case_random(3)
+    k = r.choice((1, 3, 5))
+    return SAME_CASES + [(r.randint(k + 2, 10), r.randint(k + 2, 10), k)]
+
+
 def check_same_conv(same_conv: Callable[..., Any]) -> str:
     """Grade the fixed buggy_same_conv against F.conv2d with padding k // 2; name each bug left."""
-    g = case_generator(3)
+    g, specs = case_generator(3), same_cases()
     cases = []
-    for h, w, k in SAME_CASES:
+    for h, w, k in specs:
         image, kernel = torch.randn(h, w, generator=g, dtype=torch.float64), torch.randn(k, k, generator=g,
                                                                                         dtype=torch.float64)
         cases.append((image, kernel, _same_slips(image, kernel)))
@@ -70,7 +77,7 @@ def check_same_conv(same_conv: Callable[..., Any]) -> str:
         return (f"same_conv keeps the size and matches F.conv2d with padding k // 2 on {len(cases)} images, 1x1, 3x3 "
                 "and 5x5.")
     first = passed.index(False)
-    (h, w, k), got, slips = SAME_CASES[first], answers[first], cases[first][2]
+    (h, w, k), got, slips = specs[first], answers[first], cases[first][2]
     what = f"same_conv(image {h}x{w}, kernel {k}x{k})"
     if got.shape != (h, w):
         raise Mistake(f"{what} has shape {tuple(got.shape)}: 'same' padding keeps the input's shape ({h}, {w}).",
