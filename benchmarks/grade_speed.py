@@ -156,13 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.sandbox_overhead:
         return sandbox_overhead(args)
-    solution = nbformat.read(ROOT / "solutions" / f"{args.assignment}.ipynb", as_version=4)
     with tempfile.TemporaryDirectory(prefix="grade-speed-") as tmp:
         root = args.keep or Path(tmp)
-        for folder in ("exercises", "solutions"):
-            (root / "course" / folder).mkdir(parents=True)
-            shutil.copy(ROOT / folder / f"{args.assignment}.ipynb", root / "course" / folder)
-        paths = make_class(solution, args.students, root)
+        paths = course_and_class(args, root)
         command = grade_command(args.assignment, args.jobs, root, paths)
         print("$ " + shlex.join(["python", *command[1:]]).replace(str(root), "CLASS"))
         start = time.perf_counter()
@@ -189,15 +185,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if seconds <= TARGET_SECONDS * args.students / 30 else 1
 
 
+def course_and_class(args: argparse.Namespace, root: Path) -> dict[str, Path]:
+    """Copy the sheet (exercise and solution) under root/course and generate the class from the solution."""
+    for folder in ("exercises", "solutions"):
+        (root / "course" / folder).mkdir(parents=True)
+        shutil.copy(ROOT / folder / f"{args.assignment}.ipynb", root / "course" / folder)
+    solution = nbformat.read(ROOT / "solutions" / f"{args.assignment}.ipynb", as_version=4)
+    return make_class(solution, args.students, root)
+
+
 def sandbox_overhead(args: argparse.Namespace) -> int:
     """Grade one class with the sandbox, then without; print seconds, CPU s per student and the ratio."""
-    solution = nbformat.read(ROOT / "solutions" / f"{args.assignment}.ipynb", as_version=4)
     with tempfile.TemporaryDirectory(prefix="grade-speed-") as tmp:
         root = args.keep or Path(tmp)
-        for folder in ("exercises", "solutions"):
-            (root / "course" / folder).mkdir(parents=True)
-            shutil.copy(ROOT / folder / f"{args.assignment}.ipynb", root / "course" / folder)
-        paths = make_class(solution, args.students, root)
+        paths = course_and_class(args, root)
         timings, books = {"sandbox": [], "no sandbox": []}, {}
         arms = [("sandbox", []), ("no sandbox", ["--no-sandbox"])]
         for r, (arm, extra) in enumerate(a for r in range(args.rounds) for a in (arms if r % 2 == 0 else arms[::-1])):
