@@ -17,7 +17,9 @@ holds every digit in proportion, and `with_validation` holds out a split stratif
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import re
 import textwrap
@@ -29,6 +31,7 @@ import torch
 
 MEAN, STD = 0.1307, 0.3081
 REPO_DATA = Path(__file__).resolve().parent.parent / "data"
+_DOWNLOAD_FAILED: list[str] = []        # the error of this process's failed download, if any
 CONFIG_FILE = Path(__file__).resolve().parent.parent / "course.env"
 MNIST_TRAIN_COUNTS = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949)   # digits 0-9 of the 60,000
 MNIST_TEST_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)         # digits 0-9 of the 10,000
@@ -117,7 +120,7 @@ class MNISTData:
         if self.is_full:
             return f"Data: full {self.source} ({sizes})."
         return (f"Data: {SAMPLE_NAME}, {sizes}: accuracies come out lower than the full-MNIST figures in the "
-                "text. For the full MNIST set MNIST_ROOT (or write it in course.env).")
+                "text. For the full MNIST, set MNIST_ROOT (or write it in course.env).")
 
     def with_validation(self, n_val: int | None = None) -> MNISTData:
         """Hold out `n_val` training images as a validation set (default: one sixth).
@@ -206,11 +209,16 @@ def download_mnist(data_dir: Path = REPO_DATA) -> Path | None:
     """Download MNIST with torchvision into `data_dir`; return its raw folder, or None when offline."""
     from torchvision.datasets import MNIST
 
+    if _DOWNLOAD_FAILED:                      # tried once in this process already: do not wait on the mirrors again
+        return None
+    mirrors = io.StringIO()                   # torchvision prints one line per mirror it tries
     try:
-        MNIST(str(data_dir), train=True, download=True)
-        MNIST(str(data_dir), train=False, download=True)
+        with contextlib.redirect_stdout(mirrors):
+            MNIST(str(data_dir), train=True, download=True)
+            MNIST(str(data_dir), train=False, download=True)
     except Exception as err:  # no network, blocked mirror, disk full: all mean "try the next source"
-        print(f"MNIST download failed ({type(err).__name__}: {err}).")
+        _DOWNLOAD_FAILED.append(type(err).__name__)
+        print(f"MNIST download failed ({type(err).__name__}: {str(err).splitlines()[0][:120]}).")
         return None
     return find_raw_dir(data_dir)
 

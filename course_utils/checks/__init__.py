@@ -45,6 +45,8 @@ NOT_ATTEMPTED = "not attempted yet"
 NOT_DEFINED = "not defined yet"
 WRITTEN_PLACEHOLDER = "YOUR ANSWER HERE"        # grading.written.PLACEHOLDER, without importing nbformat
 WRITTEN_NOTE = "recorded for your instructor: graded by hand from the written-answer cell above"
+UNSEEN_NOTE = ("recorded for your instructor if the written-answer cell above holds your answer: this check cannot "
+               "open the notebook file here to see whether it still says YOUR ANSWER HERE")
 NOT_ANSWERED = ("not answered yet: the saved notebook's answer cell above still says YOUR ANSWER HERE. Write your "
                 "answer there, save (Ctrl+S) and run this check again.")
 WIDTH = 100                                     # columns of a notebook's output at its default width
@@ -117,6 +119,9 @@ class CheckResult:
         if not self.attempted:
             return "todo"
         return "pass" if self.passed else ("part" if self.points > 0 else "fail")
+
+    def _ipython_display_(self) -> None:
+        """Display nothing as a cell's value: check() has printed this result's line already."""
 
     @property
     def mark(self) -> str:
@@ -343,7 +348,7 @@ def _written_result(qid: str) -> CheckResult:
     state = _saved_written_answer(qid)
     no_cell = (f"{NOT_ANSWERED.split(':')[0]}: the saved notebook has no written-answer cell for {qid!r} "
                "(deleted?); get it back from a fresh copy of the sheet.")
-    message = {"empty": NOT_ANSWERED, "no cell": no_cell}.get(state, WRITTEN_NOTE)
+    message = {"empty": NOT_ANSWERED, "no cell": no_cell, None: UNSEEN_NOTE}.get(state, WRITTEN_NOTE)
     return CheckResult(qid, False, 0.0, WRITTEN[qid].max_points, message, written=True)
 
 
@@ -353,8 +358,9 @@ def _unknown(qid: str, namespace: dict[str, Any] | None = None) -> str:
     near = difflib.get_close_matches(qid, every, n=1, cutoff=0.6)
     try:
         notebook = _notebook_of(namespace) if namespace else None
-    except ValueError:
-        notebook = None
+    except ValueError:                        # no answer defined yet: the notebook JupyterLab opened, if a sheet
+        stem = Path(os.environ.get("JPY_SESSION_NAME", "")).stem
+        notebook = stem if any(q.notebook == stem for q in QUESTIONS.values()) else None
     listed = ([q.id for q in questions_for(notebook)] + [w.id for w in written_for(notebook)]) if notebook else every
     where = f"this sheet's ids ({notebook})" if notebook else "known ids"
     guess = f" Did you mean {near[0]!r}?" if near else ""
