@@ -166,7 +166,7 @@ def verdict(a: Arm, b: Arm, label: str = "", on: str = "validation", metric: str
     `metric` is "acc" (accuracy on the shared `on` digits, in points) or "train_loss" (final training loss).
     Seeds (>= 2 per arm): mean difference ± Welch se, df, p and 95 % interval, resolved iff p < ALPHA.
     Otherwise, for accuracy, the paired test on the shared digits (needs both `correct`), resolved iff
-    its p < ALPHA; without it a single-seed difference is "not resolvable".
+    its p < ALPHA, beside the difference of the same two first seeds, (c - b) / n; without it a single-seed difference is "not resolvable".
     """
     if metric not in ("acc", "train_loss"):
         raise ValueError(f"metric must be 'acc' or 'train_loss', not {metric!r}.")
@@ -198,8 +198,13 @@ def verdict(a: Arm, b: Arm, label: str = "", on: str = "validation", metric: str
     single = "each" if len(va) < 2 and len(vb) < 2 else "of " + (a.name if len(va) < 2 else b.name)
     if m:
         word = "resolved for these two trained networks" if m.p < ALPHA else "not resolved"
-        return (text + f"; {pairs}: {word} (exact McNemar {_p(m.p)}); one seed {single}, so the spread "
-                "from retraining is not measured.")
+        text = (f"{head}{b.name} minus {a.name}, first seeds {pairs}: {fmt(100 * (m.c - m.b) / m.n)} points, "
+                f"{word} (exact McNemar {_p(m.p)}); one seed {single}, so the spread from retraining is not measured")
+        many = a if len(va) >= 2 else b if len(vb) >= 2 else None
+        if many is not None:
+            text += (f"; {many.name}'s mean over its {len(many.acc)} seeds is {100 * statistics.fmean(many.acc):.2f} %, "
+                     "untested against a single run")
+        return text + "."
     return text + f"; one seed {single} and no paired test: not resolvable by this run."
 
 

@@ -111,6 +111,20 @@ def test_single_seeds_are_resolved_only_by_the_paired_test():
     assert direction(a, b) == 1 and direction(b, a) == -1 and direction(Arm("A", (0.9,), (0.3,)), b) == 0
 
 
+def test_one_seed_against_three_prints_the_paired_difference_of_the_first_seeds():
+    """Report: 1 seed; upgrade: 3 seeds whose mean is far from its first: the printed difference is (c - b) / n."""
+    right_report, right_upgrade = vectors(870, 24, 77, 29)                            # n = 1,000
+    report = Arm("report", (0.894,), (0.1,), right_report)
+    upgrade = Arm("upgrade", (0.947, 0.93, 0.94), (0.1,) * 3, right_upgrade)
+    sentence = verdict(report, upgrade, "a")
+    paired = 100 * (77 - 24) / 1000
+    assert sentence.startswith(f"(a) upgrade minus report, first seeds paired on the same 1,000 validation digits, "
+                               f"24 right only for report and 77 only for upgrade: {paired:+.2f} points")
+    mean_gap = 100 * (statistics.fmean(upgrade.acc) - report.acc[0])
+    assert f"{mean_gap:+.2f}" not in sentence and f"{100 * statistics.fmean(upgrade.acc):.2f} %" in sentence
+    assert "exact McNemar p < 0.0001" in sentence and "one seed of report" in sentence
+
+
 def test_a_loss_comparison_over_seeds_has_no_paired_test():
     shallow = Arm("4 layers", (0.9, 0.91, 0.92), (0.20, 0.22, 0.21))
     deep = Arm("32 layers", (0.9, 0.91, 0.92), (0.40, 0.45, 0.42))
