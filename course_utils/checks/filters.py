@@ -484,6 +484,8 @@ written_question("first_layer_filters", NOTEBOOK, hints=(
     "each filter, and do they cancel out over the filter?",
     "Think about what the first layer receives: raw pixels of strokes. Which local patterns tell digits "
     "apart at the scale of 3 x 3 pixels?"),
-    reveal="Most first-layer filters have a positive and a negative region side by side that roughly cancel over"
-    " the filter: they are edge and stroke detectors of various orientations (with a few blob detectors),"
-    " the local patterns that tell digits apart at 3 x 3 pixels.")
+    reveal="Read the lecture's printed net sign Σw / Σ|w| of each conv1 filter: the ones near 0 balance positive and"
+    " negative weights (a red band beside a blue band) and react to where and in which direction a stroke's edge"
+    " runs; the clearly positive ones respond to ink itself, a negative one to the background. At 3 x 3 pixels"
+    " the local information that tells digits apart is where the ink is and how its edges run; the ReLU after"
+    " the layer keeps one sign of each, and later layers combine these maps into strokes and shapes.")
