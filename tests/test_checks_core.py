@@ -321,3 +321,24 @@ def test_a_call_described_by_its_arguments_names_shapes_and_values(registry):
     assert "\n   Called as: flatten_it(Tensor of shape (5, 16, 12, 12) (float32), Tensor of shape (64, 2304) " \
            "(float32), scale=1)." in message
     assert "Hint: a matrix product or linear layer got inputs whose inner sizes differ" in message
+
+
+def test_a_check_result_is_not_displayed_again_as_a_cells_value(registry, capsys):
+    result = check("double", lambda x: 2 * x)
+    assert "✅ PASS [double]" in capsys.readouterr().out                  # printed once, by check itself
+    assert jupyter_shows(result) == ({}, {})
+
+
+def test_a_mistyped_id_before_any_answer_lists_the_sheet_jupyterlab_opened(registry, monkeypatch):
+    monkeypatch.setenv("JPY_SESSION_NAME", f"/home/student/exercises/{NOTEBOOK}.ipynb")
+    space = student("x = 1\n")
+    space.update(hint=hint)
+    exec("text = hint('dubble')", space)
+    assert space["text"].endswith(f"This sheet's ids ({NOTEBOOK}): double, half, why_double.")
+
+
+def test_a_written_check_that_cannot_see_the_notebook_does_not_reassure(registry, monkeypatch):
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)                  # papermill, VS Code, a console
+    message = check("why_double").message
+    assert message.startswith("recorded for your instructor if the written-answer cell above holds your answer")
+    assert "cannot open the notebook file" in message

@@ -206,3 +206,19 @@ def test_validation_split_is_a_sixth_and_disjoint(mnist):
         mnist.with_validation(n)
     with pytest.raises(ValueError, match="'train', 'val' or 'test'"):
         data.split("validation")
+
+
+def test_an_offline_download_is_tried_once_and_says_so_in_one_line(monkeypatch, tmp_path, capsys):
+    tries = []
+
+    class Offline:
+        def __init__(self, *args, **kwargs):
+            tries.append(args)
+            print("Downloading http://mirror/train-images-idx3-ubyte.gz\nFailed to download (trying next):")
+            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\n<urlopen error no network>")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", Offline)
+    monkeypatch.setattr(data_module, "_DOWNLOAD_FAILED", [])
+    assert data_module.download_mnist(tmp_path) is None and data_module.download_mnist(tmp_path) is None
+    assert len(tries) == 1                                              # the mirrors are not waited on twice
+    assert capsys.readouterr().out == "MNIST download failed (RuntimeError: Error downloading train-images-idx3-ubyte.gz:).\n"
