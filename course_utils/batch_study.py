@@ -102,6 +102,15 @@ def train_sgd(config: TrainConfig, data: MNISTData, warmup_lr: float | None = No
     return model.to(device).eval(), history
 
 
+def timing_source(loaded: list[bool]) -> str:
+    """Where histories' seconds come from: this run, or the earlier runs that trained the cached models."""
+    if not any(loaded):
+        return "timed in this run"
+    if all(loaded):
+        return "timed when the cached models were trained, perhaps on another machine or under another load"
+    return "some timed in this run, some when the cached models were trained"
+
+
 def images_seen(history: History, n_train: int, batch_size: int) -> torch.Tensor:
     """Training images processed after each step (an epoch's last batch may be partial)."""
     per_epoch = [min(batch_size, n_train - start) for start in range(0, n_train, batch_size)]
