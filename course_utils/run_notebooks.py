@@ -17,7 +17,9 @@ import argparse
 import os
 import re
 import sys
+import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +61,14 @@ class LocalKernelManager(AsyncKernelManager):
     @default("transport")
     def _default_transport(self) -> str:
         return "tcp" if os.name == "nt" else "ipc"
+
+    @default("ip")
+    def _default_ip(self) -> str:
+        """For IPC, socket paths of this kernel's own (jupyter_client's default, kernel-ipc in the working
+        folder, is shared by kernels started there at the same time, which then read each other's messages)."""
+        if self.transport != "ipc":
+            return super()._ip_default()
+        return os.path.join(tempfile.gettempdir(), f"cnn-course-kernel-{uuid.uuid4().hex[:12]}-ipc")
 
 
 def section_titles(nb: nbformat.NotebookNode) -> dict[str, str]:
