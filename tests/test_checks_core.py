@@ -340,5 +340,5 @@ def test_a_mistyped_id_before_any_answer_lists_the_sheet_jupyterlab_opened(regis
 def test_a_written_check_that_cannot_see_the_notebook_does_not_reassure(registry, monkeypatch):
     monkeypatch.delenv("JPY_SESSION_NAME", raising=False)                  # papermill, VS Code, a console
     message = check("why_double").message
-    assert message.startswith("recorded for your instructor if the written-answer cell above holds your answer")
+    assert message.startswith("recorded for your instructor and graded by hand if the written-answer cell above holds")
     assert "cannot open the notebook file" in message

@@ -45,8 +45,8 @@ NOT_ATTEMPTED = "not attempted yet"
 NOT_DEFINED = "not defined yet"
 WRITTEN_PLACEHOLDER = "YOUR ANSWER HERE"        # grading.written.PLACEHOLDER, without importing nbformat
 WRITTEN_NOTE = "recorded for your instructor: graded by hand from the written-answer cell above"
-UNSEEN_NOTE = ("recorded for your instructor if the written-answer cell above holds your answer: this check cannot "
-               "open the notebook file here to see whether it still says YOUR ANSWER HERE")
+UNSEEN_NOTE = ("recorded for your instructor and graded by hand if the written-answer cell above holds your answer: "
+               "this check cannot open the notebook file here to see whether it still says YOUR ANSWER HERE")
 NOT_ANSWERED = ("not answered yet: the saved notebook's answer cell above still says YOUR ANSWER HERE. Write your "
                 "answer there, save (Ctrl+S) and run this check again.")
 WIDTH = 100                                     # columns of a notebook's output at its default width
