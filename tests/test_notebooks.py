@@ -102,3 +102,12 @@ def test_nbval_lax_smoke_run(path, tmp_path):
                           "--nbval-kernel-name", KERNEL, "--nbval-cell-timeout", "600", str(copy)],
                          cwd=tmp_path, capture_output=True, text=True, env=os.environ)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+
+
+def test_an_exercise_sheet_runs_with_the_plain_python3_kernel(tmp_path):
+    """The standard kernelspec the notebooks declare is enough: no course-named kernel needed."""
+    path = ROOT / "exercises" / "01_convolution_kernels.ipynb"
+    result = run_notebook(path, tmp_path, SMOKE, kernel="python3", cell_timeout=600)
+    assert result.status == "ok", result.status
+    lines = check_lines(nbformat.read(tmp_path / "exercises" / path.name, as_version=4))
+    assert lines and all(line.startswith(("⏳ TODO", "✍ WRITTEN")) for line in lines), lines
