@@ -28,6 +28,7 @@ def offline(monkeypatch):
     def unreachable(*args, **kwargs):
         raise OSError("network unreachable")
     monkeypatch.setattr(torchvision.datasets, "MNIST", unreachable)
+    monkeypatch.setattr(data_module, "_DOWNLOAD_FAILED", [])        # as in a process that has not tried yet
 
 
 def shares(labels: torch.Tensor) -> torch.Tensor:
