@@ -11,15 +11,20 @@ def windows(x):
     return x[..., :h // 2 * 2, :w // 2 * 2].reshape(n, c, h // 2, 2, w // 2, 2).permute(0, 1, 2, 4, 3, 5)
 
 
+def to_image(per_window, x):
+    """Per-window values (N, C, h, w, 4) back in x's layout; pixels in no window get 0."""
+    n, c, h, w = per_window.shape[:4]
+    grad = torch.zeros_like(x)
+    grad[..., :2 * h, :2 * w] = per_window.reshape(n, c, h, w, 2, 2).permute(0, 1, 2, 4, 3, 5).reshape(n, c, 2 * h, 2 * w)
+    return grad
+
+
 def reshape_argmax(x, grad_out):
     """Vectorised: argmax per window (the first maximum), one-hot, back to the image layout."""
     n, c, h, w = x.shape
     win = windows(x).reshape(n, c, h // 2, w // 2, 4)
     onehot = F.one_hot(win.argmax(-1), 4).to(grad_out.dtype) * grad_out[..., None]
-    grad = torch.zeros_like(x)
-    grad[..., :h // 2 * 2, :w // 2 * 2] = onehot.reshape(n, c, h // 2, w // 2, 2, 2).permute(0, 1, 2, 4, 3, 5).reshape(
-        n, c, h // 2 * 2, w // 2 * 2)
-    return grad
+    return to_image(onehot, x)
 
 
 def loops_last_max(x, grad_out):
@@ -47,10 +52,7 @@ def mask_all_ties(x, grad_out):
     n, c, h, w = x.shape
     win = windows(x).reshape(n, c, h // 2, w // 2, 4)
     mask = (win == win.amax(-1, keepdim=True)).to(x.dtype) * grad_out[..., None]
-    grad = torch.zeros_like(x)
-    grad[..., :h // 2 * 2, :w // 2 * 2] = mask.reshape(n, c, h // 2, w // 2, 2, 2).permute(0, 1, 2, 4, 3, 5).reshape(
-        n, c, h // 2 * 2, w // 2 * 2)
-    return grad
+    return to_image(mask, x)
 
 
 def average(x, grad_out):
