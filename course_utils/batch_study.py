@@ -1,4 +1,5 @@
-"""Notebook 05's experiments: traced and warmed-up runs of the two-layer CNN, cached like `train_or_load`."""
+"""Notebook 05's experiments: traced and warmed-up runs of the two-layer CNN, cached like `train_or_load`,
+and the figures and tables that compare batch sizes."""
 from __future__ import annotations
 
 import tempfile
@@ -6,13 +7,17 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
+from matplotlib.figure import Figure
 from torch import nn
 
 from .data import MNISTData
 from .device import get_device
 from .model_cache import TrainConfig, _load, build_model, cache_path, train_or_load
+from .smoothing import ema, ema_per_image
 from .training import History, fit
 
 
@@ -154,3 +159,86 @@ def best_by_validation(histories: dict[float, History]) -> float:
     if not all(h.val_acc for h in histories.values()):
         raise ValueError("choosing needs validation accuracies: train on data.with_validation().")
     return max(sorted(histories), key=lambda lr: histories[lr].val_acc[-1])
+
+
+def plot_recipe(recipe: dict[int, History], beta: float, report_acc: float, report_epochs: int) -> Figure:
+    """One panel per batch size: per-step loss, raw and EMA; last panel: test accuracy per epoch, and the report's."""
+    fig, axes = plt.subplots(1, len(recipe) + 1, figsize=(4 * (len(recipe) + 1), 3.4), layout="constrained")
+    for ax, (b, h) in zip(axes, recipe.items()):
+        ax.plot(h.step_loss, lw=0.5, alpha=0.45, label="raw")
+        ax.plot(ema(h.step_loss, beta), lw=1.5, label=f"EMA β={beta}")
+        ax.set(title=f"batch {b}: per-step loss", xlabel="training step", yscale="log")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("training loss")
+    axes[0].legend()
+    for b, h in recipe.items():
+        axes[-1].plot(range(1, len(h.test_acc) + 1), [100 * a for a in h.test_acc], "o-", label=f"batch {b}")
+    axes[-1].plot([report_epochs], [report_acc], "k*", ms=12, label=f"report, both batches (epoch {report_epochs})")
+    axes[-1].set(title="test accuracy per epoch", xlabel="epoch", ylabel="%")
+    axes[-1].grid(alpha=0.3)
+    axes[-1].legend(fontsize=8)
+    return fig
+
+
+def plot_effective_lr(traces: dict[tuple[str, int], StepTrace]) -> Figure:
+    """|Δθ| / |g| per step against training images seen, one line per (optimiser name, batch size)."""
+    fig, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")
+    for (opt, b), trace in traces.items():
+        seen = torch.arange(1, len(trace.update_norm) + 1) * b
+        ax.plot(seen, trace.effective_lr, lw=1, ls="-" if opt == "Adadelta" else "--", label=f"{opt}, batch {b}")
+    ax.set(xlabel="training images seen", ylabel="|Δθ| / |g|", yscale="log", title="effective learning rate")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_equal_epochs_steps_time(histories: dict[int, History], n_train: int, images: int) -> Figure:
+    """Training loss smoothed over about `images` images against steps, images seen and seconds, per batch size."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6), sharey=True, layout="constrained")
+    for b, h in histories.items():
+        smooth = ema_per_image(h.step_loss, b, images)
+        axes[0].plot(range(1, len(smooth) + 1), smooth, label=f"batch {b}")
+        axes[1].plot(images_seen(h, n_train, b), smooth, label=f"batch {b}")
+        axes[2].plot(seconds_elapsed(h), smooth, label=f"batch {b}")
+    for ax, x in zip(axes, ("training steps", "training images seen", "training seconds")):
+        ax.set(xlabel=x, xscale="log" if x == "training steps" else "linear", yscale="log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[0].set_ylabel(f"training loss (EMA over ~{images} images)")
+    return fig
+
+
+def plot_lr_search(search: dict[float, History], batch_size: int, baseline: History, baseline_label: str) -> Figure:
+    """Final validation accuracy of batch `batch_size` per learning rate (log axis), a baseline run's dashed."""
+    fig, ax = plt.subplots(figsize=(6, 3.4), layout="constrained")
+    lrs = sorted(search)
+    ax.plot(lrs, [100 * search[lr].val_acc[-1] for lr in lrs], "o-", label=f"batch {batch_size}")
+    ax.axhline(100 * baseline.val_acc[-1], color="k", ls="--", label=baseline_label)
+    ax.set(xscale="log", xlabel="learning rate", ylabel="validation accuracy (%)", title="learning-rate search")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def plot_smoothing_windows(recipe: dict[int, History], n_train: int, beta: float, images: int) -> Figure:
+    """Per batch size, the loss smoothed with one β (b / (1 - β) images) and over about `images` images."""
+    fig, ax = plt.subplots(figsize=(7, 3.4), layout="constrained")
+    for b, h in recipe.items():
+        n = images_seen(h, n_train, b)
+        ax.plot(n, ema(h.step_loss, beta), lw=0.8, alpha=0.6, label=f"batch {b}, EMA β={beta} ({b / (1 - beta):,.0f} images)")
+        ax.plot(n, ema_per_image(h.step_loss, b, max(images, 2 * b)), lw=1.8, label=f"batch {b}, per image")
+    ax.set(xlabel="training images seen", ylabel="training loss", yscale="log", title="the report's recipe")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def speed_table(recipe: dict[int, History], now: dict[int, float], n_train: int, eval_s: float,
+                epochs: int = 15) -> pd.DataFrame:
+    """Per batch size: s/epoch timed now and in the training run (median epoch), images/s, `epochs` epochs in min."""
+    rows = [{"batch": b, "s/epoch, this run": round(now[b], 2),
+             "s/epoch, training run": round(float(torch.tensor(h.epoch_seconds).median()), 2),
+             "images/s, this run": round(n_train / now[b]),
+             f"{epochs} epochs with test evaluation, min (this run)": round(epochs * (now[b] + eval_s) / 60, 1)}
+            for b, h in recipe.items()]
+    return pd.DataFrame(rows).set_index("batch")
