@@ -161,6 +161,27 @@ def test_loss_file_cost_grows_with_the_steps_per_epoch_and_restarts_every_epoch(
         loss_file_seconds(0)
 
 
+def test_the_study_figures_and_speed_table_draw_each_run():
+    import matplotlib.pyplot as plt
+    from course_utils.batch_study import (StepTrace, plot_effective_lr, plot_equal_epochs_steps_time, plot_lr_search,
+                                          plot_recipe, plot_smoothing_windows, speed_table)
+    runs = {b: History(step_loss=[2.0 - 0.01 * i for i in range(steps)], test_acc=[0.9, 0.95],
+                       val_acc=[0.8, 0.85], epoch_seconds=[2.0, 4.0]) for b, steps in ((32, 40), (512, 4))}
+    fig = plot_recipe(runs, 0.9, 98.75, 15)
+    assert len(fig.axes) == 3 and len(fig.axes[0].lines) == 2 and len(fig.axes[-1].lines) == 3
+    trace = StepTrace(grad_norm=[1.0, 2.0], update_norm=[0.1, 0.2])
+    assert len(plot_effective_lr({("SGD", 32): trace, ("Adadelta", 512): trace}).axes[0].lines) == 2
+    assert [len(ax.lines) for ax in plot_equal_epochs_steps_time(runs, 640, 1024).axes] == [2, 2, 2]
+    search = {0.1: runs[512], 0.4: runs[32]}
+    line = plot_lr_search(search, 512, runs[32], "batch 32").axes[0].lines[0]
+    assert line.get_xdata().tolist() == [0.1, 0.4] and line.get_ydata().tolist() == pytest.approx([85, 85])
+    assert len(plot_smoothing_windows(runs, 640, 0.9, 1024).axes[0].lines) == 4
+    table = speed_table(runs, {32: 10.0, 512: 2.0}, 60_000, 1.0)
+    assert table.loc[32, "s/epoch, training run"] == 2.0 and table.loc[512, "images/s, this run"] == 30_000
+    assert table.loc[32, "15 epochs with test evaluation, min (this run)"] == pytest.approx(15 * 11 / 60, abs=0.05)
+    plt.close("all")
+
+
 # --- the checks ---------------------------------------------------------------------------------------
 
 def solution_value(name: str):
