@@ -236,16 +236,32 @@ def test_steps_per_epoch_names_each_mistake():
     assert as_float.state == "part" and as_float.points == 0.5 and "right count as a float" in as_float.message
 
 
-def test_equal_images_steps_accepts_integer_styles():
-    assert_right("equal_images_steps", [960, 60 * 512 // 32, np.int64(960), torch.tensor(960),
-                                        solution_value("equal_images_steps")])
+def test_partial_batch_steps_draws_a_run_per_student_whose_batches_leave_partial_ones():
+    from course_utils.checks import set_student
+    from course_utils.checks.batch_size import equal_images_case
+    runs = {sid: equal_images_case(sid) for sid in ("", "alice", "bob")}
+    assert runs[""] == {"n_images": 5683, "epochs": 5, "big_batch": 128, "small_batch": 16}
+    assert len({tuple(r.values()) for r in runs.values()}) == 3
+    assert all(r["n_images"] % r["small_batch"] and r["n_images"] % r["big_batch"] for r in runs.values())
+    set_student("alice")
+    alice = runs["alice"]
+    right = alice["epochs"] * -(-alice["n_images"] // alice["small_batch"])
+    assert grade("partial_batch_steps", right).passed and not grade("partial_batch_steps", 1780).passed
 
 
-def test_equal_images_steps_names_each_mistake():
-    assert_mistakes("equal_images_steps", {
-        "60 is equal steps": 60, "ratio of the batch sizes": 16, "number of images both runs see": 30_720,
-        "3.75 has the ratio upside down": 60 * 32 / 512, "4 has the ratio upside down": 4,
-        "is a float (960.0)": 960.0, "is 32,000 images": 1000, "write one number": "960"})
+def test_partial_batch_steps_accepts_integer_styles():
+    assert_right("partial_batch_steps", [1780, 5 * -(-5683 // 16), np.int64(1780), torch.tensor(1780),
+                                         solution_value("equal_images_steps")])
+
+
+def test_partial_batch_steps_names_each_mistake_without_the_count():
+    mistakes = {"as if every batch of 128 were full": 5 * 45 * 8, "a fraction of a step": 5 * 5683 / 16,
+                "drops each epoch's partial batch": 5 * (5683 // 16), "one stream of batches": -(-5 * 5683 // 16),
+                "that is one epoch": 356, "the equal-steps comparison": 5 * 45,
+                "not the number of steps": 1781, "is a float (1780.0)": 1780.0, "write one number": "1780"}
+    assert_mistakes("partial_batch_steps", mistakes)
+    assert all("1780" not in grade("partial_batch_steps", answer).message.replace("(1780.0)", "")
+               for answer in mistakes.values() if answer != "1780")
 
 
 def linear_warmup_rates(base_lr, base_batch, batch_size, warmup_steps, total_steps):
@@ -376,25 +392,24 @@ def ema_weights(values, beta=0.9):
     return np.array([(w[len(x) - t:] * x[:t]).sum() / w[len(x) - t:].sum() for t in range(1, len(x) + 1)])
 
 
-def test_ema_check_accepts_the_solution_and_names_mistakes():
-    assert_right("ema", [ema, ema_loop, ema_weights, solution_function("ema")])
+def test_ema_startup_draws_beta_per_student_and_accepts_integer_styles():
+    from course_utils.checks import set_student
+    from course_utils.checks.batch_size import ema_beta
+    assert len({ema_beta(sid) for sid in ("alice", "bob", "carol", "dave")}) > 1 and ema_beta("") == 0.9
+    assert_right("ema_startup", [44, np.int64(44), torch.tensor(44), math.ceil(math.log(0.01) / math.log(0.9)),
+                                 solution_value("predicted_startup_steps")])
+    beta = ema_beta("alice")
+    set_student("alice")
+    assert grade("ema_startup", math.ceil(math.log(0.01) / math.log(beta))).passed
 
-    def uncorrected(values, beta=0.9):
-        m, out = 0.0, []
-        for x in values:
-            m = beta * m + (1 - beta) * x
-            out.append(m)
-        return out
 
-    def off_by_one(values, beta=0.9):
-        return [v * (1 - beta ** (t + 1)) / (1 - beta ** (t + 2)) for t, v in enumerate(ema_loop(values, beta))]
-
-    assert_mistakes("ema", {"not bias-corrected": uncorrected, "off from the reference": off_by_one,
-                            "has shape": lambda values, beta=0.9: ema_loop(values, beta)[1:]})
-    first = grade("ema", uncorrected).message
-    assert "1 - beta" not in first and "hint('ema')" in first                  # diagnosis, not the formula
-    stub = grade("ema", lambda values, beta=0.9: (_ for _ in ()).throw(NotImplementedError()))
-    assert not stub.attempted
+def test_ema_startup_names_each_mistake_without_the_step():
+    mistakes = {"off by one step": 43, "the window the EMA averages over": 10, "how far a settled EMA trails": 9,
+                "leaves β out": 100, "the bias-corrected curve": 1, "ln β ≈ -(1 - β)": 47,
+                "is not the first step": 30, "a step number is a whole number": 44.0, "write one number": "44"}
+    assert_mistakes("ema_startup", mistakes)
+    assert all(" 44" not in grade("ema_startup", answer).message for answer in mistakes.values())
+    assert "off by one step" in grade("ema_startup", 45).message
 
 
 def test_smooth_per_image_accepts_fixed_versions_in_several_styles():
@@ -417,29 +432,31 @@ def test_smooth_per_image_names_each_bug_left():
         "off from the reference": lambda losses, b, images=5120: ema(losses, 1 - b / images / 2)})
 
 
-def iterate_gain(q, r, steps=10_000):
-    p = 0.0
-    for _ in range(steps):
-        k = (p + q) / (p + q + r)
-        p = (1 - k) * (p + q)
-    return k
+def kalman_window(q, r, batch_size):
+    lam = q / r
+    return batch_size * 2 / (-lam + math.sqrt(lam * lam + 4 * lam))
 
 
-def test_kalman_gain_check_accepts_closed_forms_and_iteration():
-    closed = lambda q, r: (-q / r + math.sqrt((q / r) ** 2 + 4 * q / r)) / 2
-    via_variance = lambda q, r: (lambda p: p / (p + r))((q + math.sqrt(q * q + 4 * q * r)) / 2)
-    assert_right("kalman_gain_limit", [closed, via_variance, iterate_gain, lambda q, r: np.float64(closed(q, r)),
-                                       lambda q, r: torch.tensor(closed(q, r)), solution_function("kalman_gain_limit")])
+def test_kalman_window_images_draws_a_filter_per_student_and_accepts_close_numbers():
+    from course_utils.checks import set_student
+    from course_utils.checks.batch_size import kalman_case
+    assert kalman_case("") == {"q": 2e-4, "r": 0.05, "batch_size": 64}
+    assert_right("kalman_window_images", [kalman_window(2e-4, 0.05, 64), 1044, np.float64(1040), torch.tensor(1050.0),
+                                          solution_value("kalman_images")])
+    alice = kalman_case("alice")
+    set_student("alice")
+    assert grade("kalman_window_images", kalman_window(**alice)).passed
+    assert not grade("kalman_window_images", 1044).passed
 
 
-def test_kalman_gain_check_names_each_mistake():
-    k = steady_state_gain
-    assert_mistakes("kalman_gain_limit", {
-        "the EMA's factor": lambda q, r: 1 - k(q, r), "predicted variance": lambda q, r: q / k(q, r),
-        "posterior variance": lambda q, r: (1 - k(q, r)) * q / k(q, r), "first step": lambda q, r: q / (q + r),
-        "swapped": lambda q, r: k(r, q), "λ = q / r itself": lambda q, r: q / r,
-        "expected 0.618034": lambda q, r: 0.5, "one number": lambda q, r: [k(q, r)]})
-    assert "√" not in grade("kalman_gain_limit", lambda q, r: q / r).message        # the closed form is a hint
+def test_kalman_window_images_names_each_mistake_without_the_window():
+    k = steady_state_gain(2e-4, 0.05)
+    mistakes = {"the window in steps": 1 / k, "takes the gain k for β": 64 / (1 - k), "multiplies by the gain": 64 * k,
+                "how far a settled EMA trails": 64 * (1 - k) / k, "λ = q / r is not the gain": 64 / 0.004,
+                "k ≈ √λ is only an approximation": 64 / math.sqrt(0.004),
+                "not the number of images": 500, "write one number": "1044"}
+    assert_mistakes("kalman_window_images", mistakes)
+    assert all("1044" not in grade("kalman_window_images", a).message for a in mistakes.values() if a != "1044")
 
 
 def test_hints_come_one_tier_at_a_time_and_the_formula_only_in_the_solution(capsys):

@@ -7,8 +7,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from matplotlib.colors import CenteredNorm
-from torchvision.utils import make_grid
 
 from course_utils.checks import KINDS, grade, questions_for, written_for
 from course_utils.data import MEAN, STD
@@ -187,8 +185,8 @@ NOTEBOOK = "04_filter_visualization"
 
 def test_the_sheet_has_six_checked_questions_in_four_kinds_and_a_written_one_all_with_tiered_hints():
     questions = questions_for(NOTEBOOK)
-    assert [q.id for q in questions] == ["plot_filters", "feature_maps", "normalize_filters", "filter_tiles",
-                                         "predicted_pool_shape", "pool_receptive_field", "positive_filter_choice",
+    assert [q.id for q in questions] == ["feature_maps", "normalize_filters", "filter_tiles", "odd_pool_shape",
+                                         "pool_receptive_field", "positive_filter_choice", "ink_channels",
                                          "conv_input_grad", "conv_layer_backward"]
     assert len({q.kind for q in questions}) >= 4 and all(q.kind in KINDS for q in questions)
     assert [w.id for w in written_for(NOTEBOOK)] == ["first_layer_filters"]
@@ -211,99 +209,6 @@ def fails_with(qid: str, answer, fragment: str, points: float = 0.0) -> str:
     result = grade(qid, answer)
     assert not result.passed and fragment in result.message and result.points == points, result.message
     return result.message
-
-
-# plot_filters
-
-def filters_by_make_grid(weight, ax=None):
-    c_out, c_in, kh, kw = weight.shape
-    grid = make_grid(weight.detach().reshape(c_out * c_in, 1, kh, kw), nrow=8 if c_in == 1 else c_in,
-                     padding=1, pad_value=float("nan"))[0]
-    ax.imshow(grid.numpy(), cmap="RdBu_r", norm=CenteredNorm())
-    return ax
-
-
-def filters_by_filter_grid(weight, ax=None):
-    m = weight.abs().max().item()
-    ax.imshow(filter_grid(weight), cmap="seismic", vmin=-m, vmax=m)
-    return ax
-
-
-def filters_by_numpy(weight, ax=None):
-    w = weight.detach().numpy()
-    c_out, c_in, k, _ = w.shape
-    rows, cols = (-(-c_out // 8), min(c_out, 8)) if c_in == 1 else (c_out, c_in)
-    grid = np.full((1 + rows * (k + 1), 1 + cols * (k + 1)), np.nan)
-    for n, tile in enumerate(w.reshape(c_out * c_in, k, k)):
-        r, c = divmod(n, cols)
-        grid[1 + r * (k + 1):1 + r * (k + 1) + k, 1 + c * (k + 1):1 + c * (k + 1) + k] = tile
-    m = np.abs(w).max()
-    ax.imshow(grid, cmap="bwr_r", vmin=-m, vmax=m)
-    return ax
-
-
-@pytest.mark.parametrize("answer", [filters_by_make_grid, filters_by_filter_grid, filters_by_numpy])
-def test_plot_filters_accepts_make_grid_filter_grid_and_numpy_tiling(answer):
-    assert grade("plot_filters", answer).passed, grade("plot_filters", answer).message
-
-
-def in_major_filters(weight, ax=None):
-    ax.imshow(filter_grid(weight.transpose(0, 1).contiguous()), cmap="RdBu_r", norm=CenteredNorm())
-    return ax
-
-
-def kernels_transposed(weight, ax=None):
-    ax.imshow(filter_grid(weight.transpose(2, 3)), cmap="RdBu_r", norm=CenteredNorm())
-    return ax
-
-
-def scaled_filters(weight, ax=None):
-    w = weight.detach()
-    low, high = w.flatten(1).amin(1).view(-1, 1, 1, 1), w.flatten(1).amax(1).view(-1, 1, 1, 1)
-    ax.imshow(filter_grid((w - low) / (high - low)), cmap="RdBu_r", norm=CenteredNorm())
-    return ax
-
-
-def twice_drawn(weight, ax=None):
-    filters_by_make_grid(weight, ax)
-    return filters_by_make_grid(weight, ax)
-
-
-def clipped(weight, ax=None):
-    ax.imshow(filter_grid(weight), cmap="RdBu_r", vmin=-0.01, vmax=0.01)
-    return ax
-
-
-def no_axes_returned(weight, ax=None):
-    filters_by_make_grid(weight, ax)
-
-
-def one_row(weight, ax=None):
-    c_out, c_in, kh, kw = weight.shape
-    grid = make_grid(weight.detach().reshape(-1, 1, kh, kw), nrow=c_out * c_in, padding=1, pad_value=float("nan"))[0]
-    ax.imshow(grid, cmap="RdBu_r", norm=CenteredNorm())
-    return ax
-
-
-def gray_filters(weight, ax=None):
-    ax.imshow(filter_grid(weight).numpy(), cmap="gray")
-    return ax
-
-
-def minmax_filters(weight, ax=None):
-    ax.imshow(filter_grid(weight).numpy(), cmap="RdBu_r")
-    return ax
-
-
-@pytest.mark.parametrize("answer, fragment", [
-    (gray_filters, "not diverging"), (minmax_filters, "not centred"), (clipped, "clips the largest weights"),
-    (no_axes_returned, "returned NoneType, not the axes"), (twice_drawn, "the axes hold 2 images"),
-    (one_row, "has shape"), (in_major_filters, "(out, in) axes of the weight are swapped"),
-    (kernels_transposed, "kernel is drawn transposed"), (scaled_filters, "each filter scaled to [0, 1]"),
-    (lambda weight, ax=None: filters_by_make_grid(-weight, ax), "did you transpose or normalise"),
-])
-def test_plot_filters_names_each_mistake(answer, fragment):
-    fails_with("plot_filters", answer, fragment)
 
 
 # feature_maps
@@ -539,24 +444,38 @@ def test_filter_tiles_names_all_four_bugs_of_the_given_function_and_an_unknown_o
     fails_with("filter_tiles", lambda w: tiles_fixed(w) ** 2, "not in a way one of the known bugs explains")
 
 
-# predicted_pool_shape
+# odd_pool_shape
 
-@pytest.mark.parametrize("answer", [(16, 12, 12), [16, 12, 12], torch.Size([16, 12, 12]), np.array([16, 12, 12])])
-def test_pool_shape_prediction_accepts_a_tuple_list_size_or_array(answer):
-    result = grade("predicted_pool_shape", answer)
-    assert result.passed and "24 -> max-pool 2 -> 12" in result.message
+def test_odd_pool_shape_draws_an_input_per_student_with_one_odd_side_and_names_it(monkeypatch):
+    from course_utils.checks import set_student
+    from course_utils.checks.filters import pool_input_size
+    sizes = {sid: pool_input_size(sid) for sid in ("", "alice", "bob", "carol")}
+    assert len(set(sizes.values())) == 4 and all(sum(side % 2 for side in size) == 1 for size in sizes.values())
+    assert pool_input_size("") == (30, 19)
+    set_student("alice")
+    h, w = sizes["alice"]
+    result = grade("odd_pool_shape", (16, (h - 4) // 2, (w - 4) // 2))
+    assert result.passed and f"{h} x {w}" in result.message
+    assert not grade("odd_pool_shape", (16, 13, 7)).passed or sizes["alice"] == (30, 19)
+
+
+@pytest.mark.parametrize("answer", [(16, 13, 7), [16, 13, 7], torch.Size([16, 13, 7]), np.array([16, 13, 7])])
+def test_odd_pool_shape_accepts_a_tuple_list_size_or_array(answer):
+    result = grade("odd_pool_shape", answer)
+    assert result.passed and "30 x 19" in result.message, result.message
 
 
 @pytest.mark.parametrize("answer, fragment", [
-    ((1, 16, 12, 12), "batch dimension"), ((12, 12, 16), "channels come last"), ((16, 24, 24), "conv2's maps"),
-    ((16, 13, 13), "conv2 shrinks 26 to 24"), ((16, 14, 14), "neither 3x3 convolution is padded"),
-    ((16, 26, 26), "conv1's side"), ((16, 11, 11), "not n - 3"), ((8, 12, 12), "conv1's channel count"),
-    ((16, 12), "has 3 numbers"), ((16.0, 12, 12), "other than ints"), ("16x12x12", "a tuple of ints"),
-    ((32, 12, 12), "keeps conv2's number of channels"), ((16, 10, 10), "trace the side"),
+    ((1, 16, 13, 7), "batch dimension"), ((13, 7, 16), "channels come last"), ((16, 7, 13), "sides are swapped"),
+    ((16, 13, 8), "rounded up"), ((16, 12, 12), "28 x 28 digit"), ((16, 15, 9), "neither 3x3 convolution"),
+    ((16, 14, 8), "two convolutions"), ((16, 12, 6), "not n - 3"), ((16, 26, 15), "halves each side"),
+    ((8, 13, 7), "conv1's channel count"), ((32, 13, 7), "channel count of the convolution"),
+    ((16, 13), "has 3 numbers"), ((16.0, 13, 7), "other than ints"), ("16x13x7", "a tuple of ints"),
+    ((16, 10, 10), "trace each side"),
 ])
-def test_pool_shape_prediction_explains_each_wrong_shape(answer, fragment):
-    message = fails_with("predicted_pool_shape", answer, fragment)
-    assert isinstance(answer, str) or "other than ints" in message or "measured (16, 12, 12)" in message
+def test_odd_pool_shape_explains_each_wrong_shape_without_the_answer(answer, fragment):
+    message = fails_with("odd_pool_shape", answer, fragment)
+    assert "(16, 13, 7)" not in message
 
 
 # pool_receptive_field
@@ -589,6 +508,71 @@ def test_positive_filter_choice_accepts_the_letter_written_any_way(answer):
 ])
 def test_positive_filter_choice_explains_each_wrong_option(answer, fragment):
     fails_with("positive_filter_choice", answer, fragment)
+
+
+# ink_channels
+
+def ink_by_sum(weight, bias):
+    return [o for o in range(len(weight)) if weight[o].sum() > 0]
+
+
+def ink_by_responses(weight, bias):
+    ink, background = (1 - MEAN) / STD, -MEAN / STD
+    patch = torch.ones_like(weight[:1].detach())
+    on_ink = F.conv2d(ink * patch, weight.detach(), bias.detach()).flatten()
+    on_background = F.conv2d(background * patch, weight.detach(), bias.detach()).flatten()
+    return on_ink > on_background
+
+
+def ink_by_numpy_mask(weight, bias):
+    return np.asarray(weight.detach()).reshape(len(weight), -1).mean(axis=1) > 0
+
+
+def ink_by_nonzero(weight, bias):
+    return (weight.detach().flatten(1).sum(1) > 0).nonzero()
+
+
+@pytest.mark.parametrize("answer", [ink_by_sum, ink_by_responses, ink_by_numpy_mask, ink_by_nonzero,
+                                    lambda w, b: set(ink_by_sum(w, b)), lambda w, b: torch.tensor(ink_by_sum(w, b))])
+def test_ink_channels_accepts_indices_masks_and_the_responses_themselves(answer):
+    result = grade("ink_channels", answer)
+    assert result.passed, result.message
+
+
+def only(mask_of):
+    return lambda w, b: [o for o, yes in enumerate(mask_of(w.detach().double(), b.detach().double())) if yes]
+
+
+@pytest.mark.parametrize("answer, fragment", [
+    (only(lambda w, b: b > 0), "positive bias"),
+    (only(lambda w, b: (1 - MEAN) / STD * w.flatten(1).sum(1) + b > 0), "response on ink is positive"),
+    (only(lambda w, b: w.flatten(1).sum(1) < 0), "respond more to the background"),
+    (only(lambda w, b: w[:, 0, w.shape[2] // 2, w.shape[3] // 2] > 0), "centre weight only"),
+    (only(lambda w, b: (w.flatten(1) > 0).double().mean(1) > 0.5), "counted the positive weights"),
+    (only(lambda w, b: w.flatten(1).gather(1, w.flatten(1).abs().argmax(1, keepdim=True))[:, 0] > 0),
+     "sign of the largest weight"),
+    (only(lambda w, b: (w.flatten(1) > 0).all(1)), "every weight positive"),
+    (lambda w, b: w.detach().flatten(1).sum(1), "not per-channel scores"),
+    (lambda w, b: [0, 0], "each once"), (lambda w, b: [True], "a mask of 1 entries"),
+    (lambda w, b: "0, 2", "return the channel indices"),
+    (lambda w, b: ink_by_sum(w, b)[1:] if w.shape[-1] == 3 else ink_by_sum(w, b),
+     "you left out channel"),
+])
+def test_ink_channels_names_each_mistake(answer, fragment):
+    fails_with("ink_channels", answer, fragment)
+
+
+def test_ink_channels_draws_its_layers_per_student_with_the_edge_sizes():
+    from course_utils.checks import set_student
+    seen = {}
+    for sid in ("", "alice"):
+        calls = []
+        set_student(sid)
+        assert grade("ink_channels", lambda w, b: calls.append((w.detach().clone(), b.detach().clone()))
+                     or ink_by_sum(w, b)).passed
+        seen[sid] = calls
+    assert [tuple(w.shape) for w, _ in seen[""]] == [(8, 1, 3, 3), (8, 1, 5, 5), (4, 1, 1, 1)]
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(seen[""], seen["alice"]))
 
 
 # conv_input_grad
@@ -657,7 +641,8 @@ def test_conv_input_grad_names_each_mistake(answer, fragment):
 @pytest.mark.parametrize("qid, answer", [
     ("normalize_filters", scale_with_numpy), ("normalize_filters", scale_in_place), ("filter_tiles", tiles_buggy),
     ("filter_tiles", tiles_fixed), ("feature_maps", leaky_hook), ("conv_input_grad", grad_by_backward),
-    ("conv_input_grad", grad_by_fold), ("predicted_pool_shape", (16, 24, 24)), ("pool_receptive_field", 6),
+    ("conv_input_grad", grad_by_fold), ("odd_pool_shape", (16, 24, 24)), ("pool_receptive_field", 6),
+    ("ink_channels", ink_by_responses), ("ink_channels", only(lambda w, b: b > 0)),
 ])
 def test_replayed_grading_gives_the_verdict_and_message_of_the_notebook(qid, answer):
     replayed, direct = replay(qid, record(qid, answer)), grade(qid, answer)
@@ -672,11 +657,11 @@ def test_checks_compute_references_before_the_students_code_can_change_its_input
             image.zero_()
         return feature_maps(model, image, [layer])[layer]      # maps of the zeroed model: all biases, no weights
 
-    def zeroing_filters(weight, ax=None):
+    def zeroing_ink(weight, bias):
         with torch.no_grad():
             weight.zero_()
-        ax.imshow(torch.zeros(10, 10), cmap="RdBu_r", vmin=-1, vmax=1)
-        return ax
+            bias.zero_()
+        return []
 
     def zeroing_grad(g, w):
         g.zero_()
@@ -689,6 +674,6 @@ def test_checks_compute_references_before_the_students_code_can_change_its_input
         return torch.zeros(weight.shape[0] * weight.shape[1], *weight.shape[2:])
 
     assert not grade("feature_maps", zeroing_maps).passed
-    assert not grade("plot_filters", zeroing_filters).passed
+    assert not grade("ink_channels", zeroing_ink).passed
     assert not grade("conv_input_grad", zeroing_grad).passed
     assert not grade("filter_tiles", zeroing_tiles).passed

@@ -1,5 +1,6 @@
-"""Questions of notebook 04 (filter visualization): filter grids and their normalisation, feature maps
-through hooks, map shapes and receptive fields, what a filter detects, the gradient of a convolution."""
+"""Questions of notebook 04 (filter visualization): filters scaled and tiled for display, feature maps
+through hooks, the map shape of an input whose sides do not halve evenly, receptive fields, which filters
+prefer ink, the gradient of a convolution."""
 from __future__ import annotations
 
 import copy
@@ -8,85 +9,24 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.figure import Figure
 
+from ..data import MEAN, STD
 from ..filters import feature_maps as feature_maps_reference
-from ..filters import filter_grid
 from ..kernels import receptive_field
 from ..models import TutorialCNN, TwoLayerCNN
-from . import Mistake, question, written_question
-from .tools import case_generator
+from . import Mistake, question, set_student, written_question
+from .tools import case_generator, case_random
 from .tools import (Watch, as_tensor, calling, expect_choice, expect_close, expect_count, expect_shape, forbid,
                     grad_check, rel_error)
 
 NOTEBOOK = "04_filter_visualization"
-DIVERGING_MAPS = {"RdBu", "bwr", "seismic", "coolwarm", "PuOr", "PiYG", "PRGn", "BrBG", "RdGy",
-                  "RdYlBu", "RdYlGn", "Spectral", "berlin", "vanimo", "managua"}
 
 
 def _seeded(model_class):
-    torch.manual_seed(0)
-    return model_class()
-
-
-def _same_grid(drawn: torch.Tensor, grid: torch.Tensor) -> bool:
-    """Whether a drawn image has the grid's shape and values (NaN padding where the grid has it)."""
-    if drawn.shape != grid.shape or not torch.equal(torch.isnan(drawn), torch.isnan(grid)):
-        return False
-    inside = ~torch.isnan(grid)
-    return bool(torch.allclose(drawn[inside], grid[inside].double(), atol=1e-5))
-
-
-@question("plot_filters", NOTEBOOK, points=2, hints=(
-    "Two things are checked: where each filter lands in the grid, and the colours. Print the shape of your "
-    "grid for a (4, 3, 5, 5) weight: one row of tiles per output channel, one column per input channel.",
-    "make_grid wants tiles (N, 1, k, k): reshape the weight to (C_out * C_in, 1, k, k), with nrow=C_in "
-    "(or 8 when C_in == 1), padding=1 and pad_value=float('nan'); keep channel 0 of what it returns."),
-    reveal="ax.imshow(grid.numpy(), cmap='RdBu_r', norm=CenteredNorm(vcenter=0.0)), then return ax.")
-def check_plot_filters(plot_filters) -> str:
-    weights = {"conv1 of the two-layer CNN (8, 1, 3, 3)": _seeded(TwoLayerCNN).conv1.weight.detach(),
-               "a (4, 3, 5, 5) layer": torch.randn(4, 3, 5, 5, generator=case_generator(1))}
-    for what, weight in weights.items():
-        want = filter_grid(weight)                     # references first, on data the student never receives
-        slips = {"the rows are input channels and the columns output channels: the (out, in) axes of the weight "
-                 "are swapped.": filter_grid(weight.transpose(0, 1)),
-                 "each k x k kernel is drawn transposed (its h and w axes swapped).":
-                     filter_grid(weight.transpose(2, 3)),
-                 "the grid shows each filter scaled to [0, 1]: plot_filters draws the signed weights themselves, "
-                 "the centred map shows their sign.": filter_grid(per_filter_scaled(weight))}
-        fig = Figure()
-        ax = fig.add_subplot()
-        with calling("plot_filters", weight, ax=ax):
-            returned = plot_filters(weight.clone(), ax=ax)
-        if returned is not ax:
-            raise Mistake(f"plot_filters(weight, ax=ax) returned {type(returned).__name__}, not the axes it drew on.",
-                          "draw with ax.imshow(...) and `return ax`; create axes only when ax is None.")
-        if len(ax.images) != 1:
-            raise Mistake(f"for {what} the axes hold {len(ax.images)} images; draw the whole grid with one imshow.")
-        image = ax.images[0]
-        drawn = torch.as_tensor(np.ma.filled(image.get_array(), np.nan), dtype=torch.float64)
-        for slip, grid in slips.items():
-            if not _same_grid(drawn, want) and _same_grid(drawn, grid):
-                raise Mistake(f"in the grid drawn for {what}, {slip}", "see hint('plot_filters').")
-        got = expect_shape(torch.as_tensor(np.ma.filled(image.get_array(), np.nan)), tuple(want.shape),
-                           f"the grid drawn for {what}",
-                           "make_grid(..., nrow=8, padding=1) on (C_out, 1, k, k); for C_in > 1 reshape to "
-                           "(C_out * C_in, 1, k, k) with nrow=C_in; keep channel 0 of the result.")
-        inside = ~torch.isnan(want)
-        expect_close(got[inside], want[inside].double(), f"the filter values in the grid for {what}",
-                     "row o, column i of the grid should show weight[o, i]; did you transpose or normalise?")
-        name = image.cmap.name.removesuffix("_r")
-        if name not in DIVERGING_MAPS:
-            raise Mistake(f"the colour map is {image.cmap.name!r}, which is not diverging.",
-                          "weights are signed: use cmap='RdBu_r' so that zero is white.")
-        norm = image.norm
-        centred = getattr(norm, "vcenter", None) == 0 or abs(norm.vmin + norm.vmax) <= 1e-6 * abs(norm.vmax)
-        if not centred:
-            raise Mistake(f"the colour scale runs from {norm.vmin:.3g} to {norm.vmax:.3g}, not centred at zero.",
-                          "use norm=CenteredNorm() or vmin=-m, vmax=m with m the largest |weight|.")
-        if norm.vmax < weight.abs().max().item() * (1 - 1e-6):
-            raise Mistake("the colour scale clips the largest weights.", "set m = weight.abs().max().")
-    return "grids of (8, 1, 3, 3) and (4, 3, 5, 5) weights match filter_grid, on a diverging map centred at 0."
+    """A model built from seed 0, without touching the global random stream."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return model_class()
 
 
 def _hooked(model: torch.nn.Module, image: torch.Tensor, layer: str, train: bool) -> dict[str, torch.Tensor]:
@@ -229,7 +169,11 @@ def _check_constant_filter(normalize_filters: Callable[[Any], Any]) -> None:
     reveal="low, high = per-filter min and max of the flattened weight; (weight - low) / (high - low), with a "
     "constant filter (high == low) mapped to 0 instead of 0 / 0.")
 def check_normalize_filters(normalize_filters: Callable[[Any], Any]) -> str:
+    r = case_random(11)
+    c_in = r.randrange(1, 4)
+    drawn = (r.randrange(2, 9), c_in, *(2 * (r.choice((2, 3, 4) if c_in == 1 else (1, 2, 3)),)))
     cases = [("a (8, 1, 3, 3) torch weight", _uneven_bank((8, 1, 3, 3), 4).float(), "torch"),
+             (f"a {drawn} torch weight", _uneven_bank(drawn, 12).float(), "torch"),
              ("a (4, 3, 5, 5) torch weight that requires grad", _uneven_bank((4, 3, 5, 5), 5), "grad"),
              ("a (6, 2, 3, 3) NumPy array", _uneven_bank((6, 2, 3, 3), 6), "numpy")]
     wanted = [per_filter_scaled(w.double()) for _, w, _ in cases]                 # before the student's code runs
@@ -251,8 +195,8 @@ def check_normalize_filters(normalize_filters: Callable[[Any], Any]) -> str:
         if not torch.allclose(got, want, atol=1e-5):
             raise _scaling_mistake(what, got, want, slipped)
     _check_constant_filter(normalize_filters)
-    return ("each filter of (8, 1, 3, 3) and (4, 3, 5, 5) torch weights and a (6, 2, 3, 3) NumPy array is scaled "
-            "to [0, 1] on its own, the inputs are untouched, and a constant filter stays finite.")
+    return (f"each filter of (8, 1, 3, 3), {drawn} and (4, 3, 5, 5) torch weights and a (6, 2, 3, 3) NumPy array "
+            "is scaled to [0, 1] on its own, the inputs are untouched, and a constant filter stays finite.")
 
 
 def _tiles(weight: torch.Tensor, scaling: Callable, in_major: bool, transposed: bool) -> torch.Tensor:
@@ -279,7 +223,10 @@ TILE_BUGS = {"bank": "it scales the whole bank at once: the weak filters come ou
     reveal="w = weight.detach(); per filter: flat = w.reshape(C_out, -1), low = flat.amin(1), high = flat.amax(1); "
     "w = (w - low.view(-1, 1, 1, 1)) / (high - low).view(-1, 1, 1, 1); return w.reshape(C_out * C_in, kh, kw).")
 def check_filter_tiles(filter_tiles: Callable[[torch.Tensor], Any]) -> str:
-    weights = [_uneven_bank((4, 3, 3, 3), 8).float(), _uneven_bank((3, 2, 5, 5), 9).float()]
+    r = case_random(13)
+    drawn = (r.randrange(2, 7), r.randrange(2, 5), *(2 * (r.randrange(2, 6),)))     # C_in, k >= 2: every bug shows
+    weights = [_uneven_bank((4, 3, 3, 3), 8).float(), _uneven_bank((3, 2, 5, 5), 9).float(),
+               _uneven_bank(drawn, 14).float()]
     scalings = {"filter": per_filter_scaled, "bank": _bank_scaled, "kernel": _kernel_scaled}
     variants = {(s, i, t): [_tiles(w.double(), scalings[s], i, t) for w in weights]     # before the student's code
                 for s in scalings for i in (False, True) for t in (False, True)}
@@ -311,44 +258,64 @@ def check_filter_tiles(filter_tiles: Callable[[torch.Tensor], Any]) -> str:
         raise Mistake(f"{len(bugs)} bug{'s' * (len(bugs) > 1)} left: " + " ".join(
             f"({k}) {b}" for k, b in enumerate(bugs, 1)), "see hint('filter_tiles').", earned=fixed / 2,
             credit=f"fixing {fixed} of the 4 bugs")
-    return ("tiles of (4, 3, 3, 3) and (3, 2, 5, 5) weights are in (out, in) order, untransposed, each filter "
+    return (f"tiles of (4, 3, 3, 3), (3, 2, 5, 5) and {drawn} weights are in (out, in) order, untransposed, "
+            "each filter "
             "scaled on its own, and the weights passed in are untouched.")
 
 
-def pool_shape_reference() -> tuple[int, ...]:
-    """The shape of the two-layer CNN's `pool` maps for one digit, measured through a hook."""
-    return tuple(feature_maps_reference(_seeded(TwoLayerCNN), torch.zeros(1, 28, 28), ["pool"])["pool"].shape)
+def pool_input_size(student_id: str = "") -> tuple[int, int]:
+    """The (H, W) of the input drawn for `student_id` in exercise odd_pool_shape: one side odd, one even."""
+    set_student(student_id)
+    return _pool_input_size()
 
 
-def _shape_slip(shape: tuple[int, ...], truth: tuple[int, ...]) -> str:
-    """Why a predicted (C, H, W) is wrong, for the two-layer CNN's pool output."""
+def _pool_input_size() -> tuple[int, int]:
+    r = case_random(21)
+    odd, even = r.randrange(15, 42, 2), r.choice([n for n in range(16, 42, 2) if n != 28])
+    return (odd, even) if r.random() < 0.5 else (even, odd)
+
+
+def _pool_shape(height: int, width: int) -> tuple[int, int, int]:
+    """The shape (C, H, W) of the two-layer CNN's pool maps for one (1, height, width) input, measured."""
+    model = _seeded(TwoLayerCNN)
+    with torch.no_grad():
+        return tuple(model.pool(model.conv2(model.conv1(torch.zeros(1, 1, height, width))))[0].shape)
+
+
+def _pool_shape_slip(shape: tuple[int, ...], truth: tuple[int, ...], size: tuple[int, int]) -> str:
+    """Why a predicted (C, H, W) is wrong for an input of `size`, or a pointer where no slip fits."""
+    c, (h, w) = truth[0], size
     if len(shape) == 4 and shape[0] == 1 and shape[1:] == truth:
-        return "it has the batch dimension: feature_maps returns the maps of the one image, (C, H, W)."
-    if shape == truth[1:] + truth[:1]:
-        return "the channels come last: PyTorch keeps them first, (C, H, W)."
+        return "it has the batch dimension: the question asks for the maps of the one input, (C, H, W)."
     if len(shape) != 3:
         return f"a map shape here has 3 numbers (C, H, W), not {len(shape)}."
-    sides = {24: "that is the side of conv2's maps: the pool then halves each side.",
-             13: "that is conv1's side (26) halved: conv2 shrinks 26 to 24 before the pool.",
-             14: "that is 28 halved: neither 3x3 convolution is padded, each takes 2 pixels off a side.",
-             26: "that is conv1's side: conv2 and the pool come after it.",
-             11: "a 3x3 window without padding fits n - 2 times, not n - 3."}
-    side = sides.get(shape[1], "trace the side: 28 through two 3x3 convolutions, then a 2x2 pool.") \
-        if shape[1:] != truth[1:] else ""
-    channels = "" if shape[0] == truth[0] else ("8 is conv1's channel count: the pool keeps conv2's channels."
-                                                 if shape[0] == 8 else "the pool keeps conv2's number of channels.")
-    return " ".join(part for part in (side, channels) if part)
+    if shape == (truth[0], truth[2], truth[1]):
+        return "the two sides are swapped: the height (rows) comes first, then the width."
+    if shape == truth[1:] + truth[:1]:
+        return "the channels come last: PyTorch keeps them first, (C, H, W)."
+    if shape[0] != c:
+        return ("8 is conv1's channel count: the pool keeps conv2's channels." if shape[0] == 8
+                else "the pool keeps the channel count of the convolution before it.")
+    sides = {(-(-(h - 4) // 2), -(-(w - 4) // 2)): "an odd side was rounded up: a 2x2 window that would hang over "
+             "the edge is not computed, so the pool drops the last row or column.",
+             (12, 12): "that is the shape for a 28 x 28 digit, printed in the lecture; this input has other sides.",
+             (h // 2, w // 2): "neither 3x3 convolution is padded: each takes pixels off every side before the pool.",
+             ((h - 2) // 2, (w - 2) // 2): "there are two convolutions before the pool, conv1 and conv2.",
+             ((h - 6) // 2, (w - 6) // 2): "a 3x3 window without padding fits n - 2 times, not n - 3.",
+             (h - 4, w - 4): "the 2x2 max-pool with stride 2 halves each side."}
+    return sides.get(tuple(shape[1:]), "trace each side on its own: through two 3x3 convolutions, then a 2x2 pool.")
 
 
-@question("predicted_pool_shape", NOTEBOOK, kind="predict", hints=(
-    "Follow one digit (1, 28, 28) through TwoLayerCNN's __init__ layer by layer: conv1, conv2, then pool.",
-    "A k x k convolution without padding, stride 1, takes k - 1 pixels off each side length; a 2x2 max-pool "
-    "halves it. The channels are the out_channels of the last convolution."),
-    reveal="28 - 2 = 26 after conv1, 26 - 2 = 24 after conv2, 24 // 2 = 12 after the pool, with conv2's 16 "
-    "channels.")
-def check_predicted_pool_shape(predicted: Any) -> str:
-    truth = pool_shape_reference()
-    why = "28 -> conv1 (3x3) -> 26 -> conv2 (3x3) -> 24 -> max-pool 2 -> 12, with conv2's 16 channels"
+@question("odd_pool_shape", NOTEBOOK, answer_name="predicted_odd_shape", kind="predict", hints=(
+    "Follow each side of your input on its own through TwoLayerCNN's layers: conv1, conv2 (both 3x3, no "
+    "padding, stride 1), then the 2x2 max-pool with stride 2. The channels are those of the last convolution.",
+    "An unpadded k x k convolution fits n - k + 1 windows along a side of n. The pool's windows do not "
+    "overlap and it computes only windows that fit inside the map: what happens to an odd side?"),
+    reveal="For an input H x W: (16, (H - 4) // 2, (W - 4) // 2): each unpadded 3x3 convolution takes 2 off a "
+    "side, the pool halves it rounding down (an odd side loses its last row or column).")
+def check_odd_pool_shape(predicted: Any) -> str:
+    size = _pool_input_size()
+    truth = _pool_shape(*size)
     if isinstance(predicted, str) or not isinstance(predicted, (tuple, list, torch.Size, np.ndarray)):
         raise Mistake(f"write the shape as a tuple of ints, e.g. (3, 5, 5), not a {type(predicted).__name__}.")
     values = list(np.asarray(predicted).reshape(-1)) if isinstance(predicted, np.ndarray) else list(predicted)
@@ -357,9 +324,11 @@ def check_predicted_pool_shape(predicted: Any) -> str:
                       "write e.g. (3, 5, 5), with no decimal points.")
     shape = tuple(int(v) for v in values)
     if shape != truth:
-        raise Mistake(f"you predicted {shape}; the cell above measured {truth}: {_shape_slip(shape, truth)}",
-                      "see hint('predicted_pool_shape').")
-    return f"{truth}: {why}."
+        raise Mistake(f"you predicted {shape} for an input of {size[0]} x {size[1]}: "
+                      f"{_pool_shape_slip(shape, truth, size)} The cell after this check measures it.",
+                      "see hint('odd_pool_shape').")
+    return (f"{truth} for an input of {size[0]} x {size[1]}: two 3x3 convolutions take 4 off each side, "
+            "and the pool halves it, dropping the last row or column of an odd side.")
 
 
 RF_SLIPS = {5: "that is the field of conv2's units: the pool's 2x2 window adds one more pixel.",
@@ -413,6 +382,123 @@ def check_positive_filter_choice(answer: Any) -> str:
                          "run hint('positive_filter_choice').")
 
 
+INK, BACKGROUND = (1 - MEAN) / STD, -MEAN / STD          # a white and a black pixel after normalisation
+
+
+def _ink_reference(weight: torch.Tensor, bias: torch.Tensor) -> list[int]:
+    """The channels whose response to a uniform patch of ink exceeds that to a uniform background patch."""
+    on_ink, on_background = INK * weight.flatten(1).sum(1) + bias, BACKGROUND * weight.flatten(1).sum(1) + bias
+    return [o for o in range(len(weight)) if on_ink[o] > on_background[o]]
+
+
+def _ink_bank(k: int, g: torch.Generator, kinds: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A first layer (len(kinds), 1, k, k) and its bias, one filter of each kind, in a drawn order and scale.
+
+    Kinds: 'p' all positive, 'n' all negative, 'a' ink-loving with a bias that keeps it negative on ink,
+    'b' background-loving with a bias that keeps it positive on ink, 'c' ink-loving with a negative centre,
+    'd' mostly positive weights but a negative sum, 'e' ink-loving whose largest |weight| is negative,
+    'r' random weights and bias."""
+    n, centre = k * k, (k // 2) * k + k // 2
+    weights, biases = [], []
+    for kind in kinds:
+        w, b = torch.full((n,), 0.1, dtype=torch.float64), 0.0
+        others = [i for i in range(n) if i != centre]
+        spots = [others[int(i)] for i in torch.randperm(len(others), generator=g)[:2]] if others else []
+        if kind in "nb":
+            w = -w
+        if kind == "c":
+            w[:], w[centre] = 0.2, -0.3
+        if kind == "d":
+            w[spots] = -0.1 * n
+        if kind == "e":
+            w[spots[0]] = -0.05 * n
+        if kind == "r":
+            w, b = torch.randn(n, generator=g, dtype=torch.float64), torch.randn((), generator=g).item()
+        if kind in "ab":
+            b = -INK * w.sum().item() - (1.0 if kind == "a" else -1.0)
+        scale = 0.5 + torch.rand((), generator=g, dtype=torch.float64).item()
+        weights.append(scale * w)
+        biases.append(scale * b)
+    order = torch.randperm(len(kinds), generator=g)
+    return (torch.stack(weights).view(-1, 1, k, k)[order].float(),
+            torch.tensor(biases, dtype=torch.float64)[order].float())
+
+
+INK_SLIPS = {  # what the slip computes from (weight, bias), what went wrong
+    "bias": (lambda w, b: b > 0, "you picked the filters with a positive bias: the bias adds the same amount at "
+             "every position, on ink and on background alike, so it cannot make a filter prefer either."),
+    "positive on ink": (lambda w, b: INK * w.flatten(1).sum(1) + b > 0, "you picked the filters whose response "
+                        "on ink is positive; the question is whether it is larger on ink than on the background, "
+                        "and the bias is in both."),
+    "reversed": (lambda w, b: w.flatten(1).sum(1) < 0, "these are the filters that respond more to the "
+                 "background: after normalisation ink is the positive value and the background the negative one."),
+    "centre": (lambda w, b: w[:, :, w.shape[2] // 2, w.shape[3] // 2].flatten(1).sum(1) > 0, "you looked at "
+               "the centre weight only: a uniform patch of ink lies under every weight of the window."),
+    "majority": (lambda w, b: (w.flatten(1) > 0).double().mean(1) > 0.5, "you counted the positive weights: a "
+                 "few large negative weights can outweigh many small positive ones."),
+    "largest": (lambda w, b: w.flatten(1).gather(1, w.flatten(1).abs().argmax(1, keepdim=True))[:, 0] > 0,
+                "you took the sign of the largest weight: the smaller weights of the other sign add up too."),
+    "all positive": (lambda w, b: (w.flatten(1) > 0).all(1), "you kept only the filters with every weight "
+                     "positive: a filter of mixed signs can prefer ink as well."),
+}
+
+
+def _channel_list(got: Any, channels: int, what: str) -> list[int]:
+    """A returned answer (indices as a list, set, tuple, array or tensor; or a bool mask) as sorted indices."""
+    if isinstance(got, torch.Tensor):
+        got = got.detach().cpu().numpy()
+    if isinstance(got, (set, frozenset, tuple, list)):
+        got = np.asarray(sorted(got) if isinstance(got, (set, frozenset)) else list(got))
+    if not isinstance(got, np.ndarray):
+        raise Mistake(f"{what} returned {type(got).__name__}; return the channel indices, e.g. [0, 3], or a "
+                      "bool mask with one entry per channel.")
+    got = got.reshape(-1)
+    if got.dtype == bool:
+        if len(got) != channels:
+            raise Mistake(f"{what} returned a mask of {len(got)} entries for {channels} channels.")
+        return [int(i) for i in np.flatnonzero(got)]
+    if got.size and not np.issubdtype(got.dtype, np.integer):
+        raise Mistake(f"{what} returned {got.dtype} values such as {got[0]:.3g}: return the channel indices "
+                      "(ints) or a bool mask, not per-channel scores.", "compare the score with something.")
+    if any(not 0 <= i < channels for i in got) or len(set(got.tolist())) != len(got):
+        raise Mistake(f"{what} returned {got.tolist()}: channel indices run from 0 to {channels - 1}, each once.")
+    return sorted(int(i) for i in got)
+
+
+@question("ink_channels", NOTEBOOK, kind="implement", hints=(
+    "Write the response of one filter at one position: the sum over its window of weight * pixel, plus the "
+    "bias. Put a uniform patch under it, every pixel ink (about +2.8 after normalisation); then every pixel "
+    "background (about -0.42).",
+    "Subtract the two responses: what is left of the bias, and which single number of the filter decides "
+    "the sign of the difference? Not one weight, not the count of positive ones."),
+    reveal="weight.flatten(1).sum(1) > 0: the difference of the two responses is (ink - background) * sum of the "
+    "filter's weights; the bias cancels. Return those channels' indices.")
+def check_ink_channels(ink_channels: Callable[[torch.Tensor, torch.Tensor], Any]) -> str:
+    g = case_generator(22)
+    layers = [_ink_bank(3, g, "abcdeprn"), _ink_bank(5, g, "pacdebnr"), _ink_bank(1, g, "abpn")]
+    wanted = [_ink_reference(w.double(), b.double()) for w, b in layers]          # before the student's code runs
+    slips = {name: [[o for o, yes in enumerate(f(w.double(), b.double())) if yes] for w, b in layers]
+             for name, (f, _) in INK_SLIPS.items()}
+    answers = []
+    for (weight, bias), want in zip(layers, wanted):
+        what = f"ink_channels(weight {tuple(weight.shape)}, bias {tuple(bias.shape)})"
+        passed = torch.nn.Parameter(weight.clone()), torch.nn.Parameter(bias.clone())  # as model.conv1's are
+        with calling(what):
+            answers.append(_channel_list(ink_channels(*passed), len(weight), what))
+    if answers == wanted:
+        return ("right on layers of 3x3, 5x5 and 1x1 filters (as model.conv1's parameters): a filter prefers ink "
+                "exactly when its weights sum to more than 0, whatever its bias, centre or largest weight.")
+    for name, (_, why) in INK_SLIPS.items():
+        if answers == slips[name]:
+            raise Mistake(f"ink_channels: {why}", "see hint('ink_channels').")
+    (weight, bias), got, want = next(c for c in zip(layers, answers, wanted) if c[1] != c[2])
+    o = min(set(got) ^ set(want))
+    said = "returned" if o in got else "left out"
+    raise Mistake(f"for a layer of {tuple(weight.shape)} filters you {said} channel {o} (weights "
+                  f"{weight[o].flatten()[:4].tolist()}..., bias {bias[o].item():.3g}): put a uniform patch of ink "
+                  "and one of background under it and compare its two responses.", "see hint('ink_channels').")
+
+
 def conv_input_grad_reference(grad_output: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """dL/dx for L = sum(grad_output * conv2d(x, kernel)), valid and stride 1, by autograd in float64."""
     (out_h, out_w), (kh, kw) = grad_output.shape, kernel.shape
@@ -452,6 +538,9 @@ def check_conv_input_grad(conv_input_grad: Callable[[torch.Tensor, torch.Tensor]
              (torch.randn(6, 3, generator=g, dtype=torch.float64), torch.randn(2, 3, generator=g, dtype=torch.float64)),
              (torch.randn(5, 5, generator=g, dtype=torch.float64), torch.randn(5, 5, generator=g, dtype=torch.float64)),
              (torch.randn(4, 6, generator=g, dtype=torch.float64), torch.randn(1, 1, generator=g, dtype=torch.float64))]
+    r = case_random(15)                                    # a case of sizes drawn for the student
+    cases.append((torch.randn(r.randrange(1, 8), r.randrange(1, 8), generator=g, dtype=torch.float64),
+                  torch.randn(r.randrange(1, 6), r.randrange(1, 6), generator=g, dtype=torch.float64)))
     wanted = [conv_input_grad_reference(g_out, w) for g_out, w in cases]          # before the student's code runs
     slipped = [[f(g_out, w) for f, _, _ in GRAD_SLIPS] for g_out, w in cases]
     answers, worst = [], 0.0
@@ -475,7 +564,8 @@ def check_conv_input_grad(conv_input_grad: Callable[[torch.Tensor, torch.Tensor]
             raise Mistake(f"for a {tuple(w.shape)} kernel, {slip[0]}", slip[1])
         worst = max(worst, grad_check(t, want, f"conv_input_grad for a {tuple(w.shape)} kernel and grad_output "
                                       f"{tuple(g_out.shape)}", "see hint('conv_input_grad')."))
-    return (f"matches autograd in float64 for 3x3, 2x3 and 5x5 kernels: relative error {worst:.1e} (below 1e-7), "
+    return (f"matches autograd in float64 for 3x3, 2x3, 5x5, 1x1 and "
+            f"{tuple(cases[-1][1].shape)} kernels: relative error {worst:.1e} (below 1e-7), "
             "without autograd or conv_transpose2d.")
 
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from . import Mistake, question
 from .conv_backward import BACKWARD_BUILTINS, CONV_BUILTINS
-from .tools import case_generator
+from .tools import case_generator, case_random
 from .tools import Watch, as_tensor, forbid, rel_error
 
 NOTEBOOK = "04_filter_visualization"
@@ -72,8 +72,12 @@ def _gradient_slip(name: str, got: torch.Tensor, want: torch.Tensor, case: dict)
     "3).transpose(0, 1)).")
 def check_conv_layer_backward(conv_layer_backward: Callable[..., Any]) -> str:
     g = case_generator(44)
-    cases = [_case(*spec, g) for spec in LAYER_CASES]
-    for spec, case in zip(LAYER_CASES, cases):
+    r = case_random(45)
+    k = r.randrange(1, 5)
+    specs = LAYER_CASES + [(r.randrange(1, 4), r.randrange(1, 5), r.randrange(1, 5), k + r.randrange(0, 6),
+                            k + r.randrange(0, 6), k)]     # a layer of sizes drawn for the student
+    cases = [_case(*spec, g) for spec in specs]
+    for spec, case in zip(specs, cases):
         x, weight, grad_out = case["inputs"]
         call = (f"conv_layer_backward(x {tuple(x.shape)}, weight {tuple(weight.shape)}, "
                 f"grad_out {tuple(grad_out.shape)})")
