@@ -88,16 +88,16 @@ def test_training_by_hand_takes_the_same_steps_as_fit(mnist):
 
 # ---------------------------------------------------------------- the checks
 
-QIDS = ["softmax", "shift_logits", "cross_entropy", "initial_loss", "batch_loss", "cross_entropy_grad",
-        "softmax_backward", "sgd_step"]
+QIDS = ["tempered_grad", "initial_loss", "batch_loss", "smoothed_grad", "smoothed_floor", "softmax_backward",
+        "weighted_step"]
 ROWS = torch.arange
 
 
 def test_questions_of_notebook_02_are_registered_with_kinds_and_hints():
     questions = questions_for("02_cross_entropy_derivation")
     assert [q.id for q in questions] == QIDS
-    assert [q.kind for q in questions] == ["implement", "concept", "implement", "predict", "debug", "implement",
-                                           "backward", "implement"]
+    assert [q.kind for q in questions] == ["implement", "predict", "debug", "implement", "predict", "backward",
+                                           "implement"]
     assert all(2 <= len(q.hints) <= 3 for q in questions)
     assert [w.id for w in written_for("02_cross_entropy_derivation")] == ["gradient_meaning", "why_cross_entropy"]
 
@@ -106,13 +106,13 @@ def stub(*args):
     raise NotImplementedError()
 
 
-@pytest.mark.parametrize("qid", [q for q in QIDS if q not in ("shift_logits", "initial_loss")])
+@pytest.mark.parametrize("qid", [q for q in QIDS if q not in ("smoothed_floor", "initial_loss")])
 def test_a_stub_is_not_attempted(qid):
     result = grade(qid, stub)
     assert not result.passed and not result.attempted and NOT_ATTEMPTED in result.message
 
 
-@pytest.mark.parametrize("qid", ["shift_logits", "initial_loss"])
+@pytest.mark.parametrize("qid", ["smoothed_floor", "initial_loss"])
 def test_an_unanswered_value_is_not_attempted(qid):
     result = grade(qid, None)
     assert not result.attempted and NOT_ATTEMPTED in result.message
@@ -132,7 +132,7 @@ def fails_with(qid, answer, says):
     return result
 
 
-# ---------- softmax
+# ---------- helpers: softmax in several styles
 
 def softmax_loops(z):
     """Row by row with Python floats, returned as a nested list."""
@@ -142,17 +142,6 @@ def softmax_loops(z):
         e = [np.exp(v - top) for v in row]
         rows.append([v / sum(e) for v in e])
     return rows
-
-
-def softmax_float32(z):
-    z = z.float()
-    e = torch.exp(z - z.max(dim=-1, keepdim=True).values)
-    return e / e.sum(-1, keepdim=True)
-
-
-def softmax_logsumexp_numpy(z):
-    """torch.logsumexp is allowed; the result as a NumPy array, broadcast with [:, None]."""
-    return np.exp((z - torch.logsumexp(z, dim=1)[:, None]).numpy())
 
 
 def naive_softmax(z):
@@ -169,81 +158,85 @@ def softmax_axis0(z):
     return e / e.sum(dim=0, keepdim=True)
 
 
-def row_max_axis0_exp(z):
-    """Each row's max subtracted, then normalised over the batch."""
-    e = (z - z.amax(dim=1, keepdim=True)).exp()
-    return e / e.sum(dim=0)
-
-
 def log_round_trip(z):
     """Right where every logit is positive; nan where one is negative."""
     return z.log().exp()
 
 
-@pytest.mark.parametrize("answer", [sr.softmax, softmax_loops, softmax_float32, softmax_logsumexp_numpy])
-def test_softmax_accepts_correct_versions(answer):
-    passes("softmax", answer)
+def one_hot(y, C):
+    return F.one_hot(y, C).double()
+
+
+# ---------- tempered_grad
+
+def tempered(z, y, T):
+    return (sr.softmax(z / T) - F.one_hot(y, z.shape[1])) / (len(y) * T)
+
+
+def tempered_loops(z, y, T):
+    """Python floats, the softmax of the scaled row by hand, a nested list."""
+    m, C = z.shape
+    p = softmax_loops(z / T)
+    return [[(p[i][j] - (j == y[i].item())) / (m * T) for j in range(C)] for i in range(m)]
+
+
+def tempered_numpy_chain_rule(z, y, T):
+    """NumPy: the lecture's gradient at u = z / T, then times du/dz = 1/T; the one-hot by indexing."""
+    u = z.numpy() / T
+    e = np.exp(u - u.max(axis=1, keepdims=True))
+    g = e / e.sum(axis=1, keepdims=True)
+    g[np.arange(len(u)), y.numpy()] -= 1
+    return g / len(u) * (1 / T)
+
+
+def tempered_logsumexp(z, y, T):
+    """exp(u - logsumexp(u)) is a stable softmax too."""
+    u = z / T
+    return (torch.exp(u - torch.logsumexp(u, dim=1, keepdim=True)) - F.one_hot(y, z.shape[1])) / len(y) / T
+
+
+@pytest.mark.parametrize("answer", [tempered, tempered_loops, tempered_numpy_chain_rule, tempered_logsumexp,
+                                    lambda z, y, T: tempered(z.float(), y, T)])
+def test_tempered_grad_accepts_correct_versions(answer):
+    assert "z / T near 1000" in passes("tempered_grad", answer).message
 
 
 @pytest.mark.parametrize("answer, says", [
-    (naive_softmax, "exp(1000) overflows"),
-    (global_max_softmax, "each row's own max"),
-    (softmax_axis0, "normalises over the batch (axis 0)"),
-    (row_max_axis0_exp, "normalises over the batch (axis 0)"),
-    (lambda z: (z - z.amax(1, keepdim=True)).exp(), "sum to"),
-    (lambda z: sr.softmax(z)[:, :-1], "has shape"),
-    (sr.log_softmax, "these are log-probabilities"),
-    (lambda z: sr.softmax(sr.softmax(z)), "a softmax of a softmax"),
-    (lambda z: z / z.sum(dim=1, keepdim=True), "the exponential is missing"),
-    (lambda z: sr.softmax(log_round_trip(z)), "gives inf or nan on ordinary logits"),
-    (lambda z: sr.softmax(z) - 0.5 * (z > 1.5), "has negative entries"),
-    (lambda z: 1.01 * sr.softmax(z), "sum to"),
-    (lambda z: sr.softmax(z) + 1e-3 * (z - z.mean(1, keepdim=True)), "off from the reference"),
+    (lambda z, y, T: T * tempered(z, y, T), "a factor T = 2.5 too much: the chain rule"),
+    (lambda z, y, T: T * T * tempered(z, y, T), "multiplied by T where the chain rule divides"),
+    (lambda z, y, T: tempered(z, y, T) / T, "divided by T twice"),
+    (lambda z, y, T: sr.cross_entropy_grad(z, y), "the temperature is missing altogether"),
+    (lambda z, y, T: sr.cross_entropy_grad(z, y) / T, "not from the scaled logits z / T"),
+    (lambda z, y, T: (sr.softmax(z * T) - F.one_hot(y, z.shape[1])) / (len(y) * T), "multiplied by T inside"),
+    (lambda z, y, T: (softmax_axis0(z / T) - F.one_hot(y, z.shape[1])) / (len(y) * T), "over the batch (axis 0)"),
+    (lambda z, y, T: sr.softmax(z / T) / (len(y) * T), "one-hot of the true class is missing"),
+    (lambda z, y, T: -tempered(z, y, T), "the sign is wrong"),
+    (lambda z, y, T: len(y) * tempered(z, y, T), "7 times too large"),
+    (lambda z, y, T: (naive_softmax(z / T) - F.one_hot(y, z.shape[1])) / (len(y) * T), "z / T is near 1000"),
+    (lambda z, y, T: (global_max_softmax(z / T) - F.one_hot(y, z.shape[1])) / (len(y) * T), "each row's own max"),
+    (lambda z, y, T: tempered(z, y, T) + 1e-3 * (z.sin() - z.sin().mean(dim=1, keepdim=True)),
+     "off from the reference"),
+    (lambda z, y, T: tempered(z, y, T) + 1e-3, "its rows sum to"),
+    (lambda z, y, T: tempered(z, y, T).T, "has shape"),
 ])
-def test_softmax_names_each_mistake(answer, says):
-    fails_with("softmax", answer, says)
+def test_tempered_grad_names_each_mistake(answer, says):
+    fails_with("tempered_grad", answer, says)
+
+
+def test_a_tempered_grad_without_the_shift_fails_on_large_scaled_logits_and_says_why():
+    result = fails_with("tempered_grad", lambda z, y, T: (naive_softmax(z / T) - F.one_hot(y, z.shape[1]))
+                        / (len(y) * T), "exp of that overflows")
+    assert "shift of section 6" in result.message
 
 
 @pytest.mark.parametrize("answer, name", [
-    (lambda z: torch.softmax(z, dim=1), "torch.softmax"),
-    (lambda z: F.softmax(z, dim=-1), "F.softmax"),
-    (lambda z: nn.Softmax(dim=1)(z), "F.softmax (or nn.Softmax)"),
-    (lambda z: z.softmax(1), "Tensor.softmax"),
-    (lambda z: torch.special.softmax(z, 1), "torch.special.softmax"),
-    (lambda z: torch.log_softmax(z, 1).exp(), "torch.log_softmax"),
-    (lambda z: F.log_softmax(z, 1).exp(), "F.log_softmax"),
-    (lambda z: nn.LogSoftmax(dim=1)(z).exp(), "F.log_softmax (or nn.LogSoftmax)"),
-    (lambda z: z.log_softmax(1).exp(), "Tensor.log_softmax"),
-    (lambda z: torch.special.log_softmax(z, 1).exp(), "torch.special.log_softmax"),
+    (lambda z, y, T: (torch.softmax(z / T, 1) - F.one_hot(y, z.shape[1])) / (len(y) * T), "torch.softmax"),
+    (lambda z, y, T: torch.autograd.grad(F.cross_entropy(z.requires_grad_() / T, y), z)[0],
+     "F.cross_entropy (or nn.CrossEntropyLoss), autograd (torch.autograd.grad)"),
 ])
-def test_softmax_rejects_each_builtin_even_inside_a_wrapper(answer, name):
-    def wrapper(z):
-        return answer(z)
-
-    result = fails_with("softmax", wrapper, f"softmax calls {name}")
-    assert "does not count" in result.message and "torch.exp" in result.message and result.points == 0
-
-
-def test_a_builtin_with_the_wrong_axis_hears_about_the_axis_first():
-    fails_with("softmax", lambda z: torch.softmax(z, dim=0), "normalises over the batch (axis 0)")
-
-
-# ---------- shift_logits
-
-@pytest.mark.parametrize("answer", ["a", "A", " a "])
-def test_shift_logits_accepts_the_right_letter(answer):
-    assert "cancels" in passes("shift_logits", answer).message
-
-
-@pytest.mark.parametrize("answer, says", [
-    ("b", "so is every term of the denominator"),
-    ("c", "MULTIPLYING the logits"),
-    ("d", "cannot all grow"),
-    ("e", "not an option"),
-    (1, "answer with a letter"),
-])
-def test_shift_logits_explains_each_wrong_option(answer, says):
-    fails_with("shift_logits", answer, says)
+def test_tempered_grad_rejects_autograd_and_builtins(answer, name):
+    result = fails_with("tempered_grad", answer, f"tempered_grad calls {name}")
+    assert "no .backward()" in result.message
 
 
 # ---------- cross_entropy and batch_loss (the same loss, the second one to debug)
@@ -317,30 +310,27 @@ LOSS_BUILTIN_WRAPPERS = [
 ]
 
 
-@pytest.mark.parametrize("qid", ["cross_entropy", "batch_loss"])
 @pytest.mark.parametrize("answer", LOSS_RIGHT)
-def test_the_loss_accepts_correct_versions(qid, answer):
-    passes(qid, answer)
+def test_the_loss_accepts_correct_versions(answer):
+    passes("batch_loss", answer)
 
 
-@pytest.mark.parametrize("qid", ["cross_entropy", "batch_loss"])
 @pytest.mark.parametrize("answer, says", LOSS_MISTAKES)
-def test_the_loss_names_each_mistake(qid, answer, says):
-    fails_with(qid, answer, says)
+def test_the_loss_names_each_mistake(answer, says):
+    fails_with("batch_loss", answer, says)
 
 
-@pytest.mark.parametrize("qid", ["cross_entropy", "batch_loss"])
 @pytest.mark.parametrize("answer, name", LOSS_BUILTIN_WRAPPERS)
-def test_the_loss_rejects_each_builtin_even_inside_a_wrapper(qid, answer, name):
+def test_the_loss_rejects_each_builtin_even_inside_a_wrapper(answer, name):
     def wrapper(z, y):
         return answer(z, y)
 
-    result = fails_with(qid, wrapper, f"{qid} calls {name}")
+    result = fails_with("batch_loss", wrapper, f"batch_loss calls {name}")
     assert "torch.logsumexp" in result.message
 
 
 def test_a_builtin_answer_itself_is_rejected():
-    fails_with("cross_entropy", F.cross_entropy, "cross_entropy calls F.cross_entropy")
+    fails_with("batch_loss", F.cross_entropy, "batch_loss calls F.cross_entropy")
 
 
 @pytest.mark.parametrize("bugs, says", [
@@ -385,88 +375,112 @@ def test_initial_loss_wants_a_number(answer):
     assert fails_with("initial_loss", answer, "should be a number").points == 0
 
 
-# ---------- cross_entropy_grad
+# ---------- smoothed_grad
 
-def grad_loops(z, y):
+def smoothed(z, y, eps):
+    C = z.shape[1]
+    return (sr.softmax(z) - ((1 - eps) * F.one_hot(y, C) + eps / C)) / len(y)
+
+
+def smoothed_by_parts(z, y, eps):
+    """(1 - eps) times the one-hot gradient plus eps times the gradient against the uniform target 1/C."""
+    C = z.shape[1]
+    return (1 - eps) * sr.cross_entropy_grad(z, y) + eps * (sr.softmax(z) - 1 / C) / len(y)
+
+
+def smoothed_loops(z, y, eps):
     m, C = z.shape
     p = softmax_loops(z)
-    targets = y.tolist()
-    return [[(p[i][j] - (j == targets[i])) / m for j in range(C)] for i in range(m)]
+    return [[(p[i][j] - (1 - eps) * (j == y[i].item()) - eps / C) / m for j in range(C)] for i in range(m)]
 
 
-def grad_indexing_numpy(z, y):
-    """The one-hot by indexing, the result a NumPy array."""
-    p = sr.softmax(z)
-    p[torch.arange(len(y)), y] -= 1
-    return (p / len(y)).numpy()
+def smoothed_numpy(z, y, eps):
+    a = z.numpy()
+    e = np.exp(a - a.max(axis=1, keepdims=True))
+    target = np.full(a.shape, eps / a.shape[1])
+    target[np.arange(len(a)), y.numpy()] += 1 - eps
+    return (e / e.sum(axis=1, keepdims=True) - target) / len(a)
 
 
-def grad_autograd(z, y):
-    z = z.detach().clone().requires_grad_()
-    sr.cross_entropy(z, y).backward()
-    return z.grad
+@pytest.mark.parametrize("answer", [smoothed, smoothed_by_parts, smoothed_loops, smoothed_numpy,
+                                    lambda z, y, eps: smoothed(z.float(), y, eps)])
+def test_smoothed_grad_accepts_correct_versions(answer):
+    assert "label_smoothing=eps" in passes("smoothed_grad", answer).message
 
 
-def grad_builtin_loss_autograd(z, y):
-    z = z.detach().clone().requires_grad_()
-    F.cross_entropy(z, y).backward()
-    return z.grad
+def others_smoothing(z, y, eps):
+    C = z.shape[1]
+    return (sr.softmax(z) - (1 - eps) * one_hot(y, C) - eps / (C - 1) * (1 - one_hot(y, C))) / len(y)
 
 
-GRAD_RIGHT = [sr.cross_entropy_grad, grad_loops, grad_indexing_numpy, lambda z, y: sr.cross_entropy_grad(z.float(), y)]
-GRAD_MISTAKES = [
-    (lambda z, y: -sr.cross_entropy_grad(z, y), "the sign is wrong"),
-    (lambda z, y: len(y) * sr.cross_entropy_grad(z, y), "the batch size is not divided out"),
-    (lambda z, y: sr.cross_entropy_grad(z, y) / len(y), "divided by the batch size twice"),
-    (lambda z, y: -len(y) * sr.cross_entropy_grad(z, y), "the sign is wrong and it is 7 times too large"),
-    (lambda z, y: sr.cross_entropy_grad(z, y) / z.shape[1], "averaged over the classes too"),
-    (lambda z, y: 2 * sr.cross_entropy_grad(z, y), "it is 2 times the right one"),
-    (lambda z, y: (softmax_axis0(z) - F.one_hot(y, z.shape[1])) / len(y), "over the batch (axis 0)"),
-    (lambda z, y: sr.softmax(z) / len(y), "one-hot of the true class is missing"),
-    (lambda z, y: sr.softmax(z) / len(y) ** 2, "these do not; and it is 7 times too small"),
-    (lambda z, y: (row_max_axis0_exp(z) - F.one_hot(y, z.shape[1])) / len(y), "over the batch (axis 0)"),
-    (lambda z, y: sr.softmax(z) / len(y) - F.one_hot(y, z.shape[1]), "its rows sum to"),
-    (lambda z, y: (naive_softmax(z) - F.one_hot(y, z.shape[1])) / len(y), "exp(1000) overflows"),
-    (lambda z, y: (global_max_softmax(z) - F.one_hot(y, z.shape[1])) / len(y), "each row's own max"),
-    (lambda z, y: sr.cross_entropy_grad(z, y).T, "has shape"),
-    (lambda z, y: sr.cross_entropy_grad(z, (y + 1) % z.shape[1]), "compared with autograd"),
-]
-
-
-@pytest.mark.parametrize("answer", GRAD_RIGHT)
-def test_cross_entropy_grad_accepts_correct_versions(answer):
-    passes("cross_entropy_grad", answer)
-
-
-@pytest.mark.parametrize("answer, says", GRAD_MISTAKES)
-def test_cross_entropy_grad_names_each_mistake(answer, says):
-    fails_with("cross_entropy_grad", answer, says)
-
-
-def grad_autograd_grad(z, y):
-    z = z.detach().clone().requires_grad_()
-    return torch.autograd.grad(sr.cross_entropy(z, y), z)[0]
-
-
-def grad_autograd_backward(z, y):
-    z = z.detach().clone().requires_grad_()
-    torch.autograd.backward(sr.cross_entropy(z, y))
-    return z.grad
-
-
-@pytest.mark.parametrize("answer, name", [
-    (grad_autograd, "autograd (.backward)"),
-    (grad_builtin_loss_autograd, "F.cross_entropy (or nn.CrossEntropyLoss), autograd (.backward)"),
-    (grad_autograd_grad, "autograd (torch.autograd.grad)"),
-    (grad_autograd_backward, "autograd (torch.autograd.backward)"),
-    (lambda z, y: torch.func.grad(lambda v: sr.cross_entropy(v, y))(z), "autograd (torch.autograd.grad)"),
-    (lambda z, y: torch.autograd.functional.jacobian(lambda v: sr.cross_entropy(v, y), z),
-     "autograd (torch.autograd.grad)"),
-    (lambda z, y: (torch.softmax(z, 1) - F.one_hot(y, z.shape[1])) / len(y), "torch.softmax"),
+@pytest.mark.parametrize("answer, says", [
+    (lambda z, y, eps: sr.cross_entropy_grad(z, y), "the smoothing is missing"),
+    (lambda z, y, eps: (1 - eps) * sr.cross_entropy_grad(z, y), "has a gradient too"),
+    (lambda z, y, eps: (sr.softmax(z) - (1 - eps) * one_hot(y, z.shape[1])) / len(y), "only (1 - ε) Y is there"),
+    (lambda z, y, eps: (sr.softmax(z) - (1 - eps) * one_hot(y, z.shape[1]) - eps) / len(y), "every class gets ε, not"),
+    (others_smoothing, "spread over the C - 1 wrong classes"),
+    (lambda z, y, eps: len(y) * smoothed(z, y, eps), "the batch size is not divided out"),
+    (lambda z, y, eps: -smoothed(z, y, eps), "the sign is wrong"),
+    (lambda z, y, eps: (softmax_axis0(z) - (1 - eps) * one_hot(y, z.shape[1]) - eps / z.shape[1]) / len(y),
+     "over the batch (axis 0)"),
+    (lambda z, y, eps: sr.softmax(z) / len(y), "the target is missing"),
+    (lambda z, y, eps: (naive_softmax(z) - (1 - eps) * one_hot(y, z.shape[1]) - eps / z.shape[1]) / len(y),
+     "exp(1000) overflows"),
+    (lambda z, y, eps: (global_max_softmax(z) - (1 - eps) * one_hot(y, z.shape[1]) - eps / z.shape[1]) / len(y),
+     "each row's own max"),
+    (lambda z, y, eps: smoothed(z, (y + 1) % z.shape[1], eps), "compared with autograd"),
 ])
-def test_cross_entropy_grad_rejects_autograd_and_builtins_even_inside_a_wrapper(answer, name):
-    result = fails_with("cross_entropy_grad", answer, f"cross_entropy_grad calls {name}")
-    assert "no .backward()" in result.message
+def test_smoothed_grad_names_each_mistake(answer, says):
+    fails_with("smoothed_grad", answer, says)
+
+
+def test_smoothed_grad_rejects_autograd():
+    def by_autograd(z, y, eps):
+        z = z.detach().clone().requires_grad_()
+        F.cross_entropy(z, y, label_smoothing=eps).backward()
+        return z.grad
+    fails_with("smoothed_grad", by_autograd, "smoothed_grad calls F.cross_entropy (or nn.CrossEntropyLoss), "
+                                             "autograd (.backward)")
+
+
+# ---------- smoothed_floor
+
+FLOOR = -(0.91 * math.log(0.91) + 9 * 0.01 * math.log(0.01))
+
+
+def test_the_floor_is_what_gradient_descent_reaches():
+    z = torch.zeros(1, 10, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.SGD([z], lr=5.0)
+    for _ in range(300):
+        loss = F.cross_entropy(z, torch.tensor([0]), label_smoothing=0.1)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() == pytest.approx(FLOOR, abs=1e-4)
+
+
+@pytest.mark.parametrize("answer", [FLOOR, 0.5, 0.5003, np.float64(FLOOR), torch.tensor(FLOOR)])
+def test_smoothed_floor_accepts_the_entropy_in_any_form(answer):
+    assert "their entropy" in passes("smoothed_floor", answer).message
+
+
+@pytest.mark.parametrize("answer, says", [
+    (0, "the floor for one-hot targets"),
+    (-math.log(0.91), "the true class's term alone"),
+    (-0.91 * math.log(0.91), "the true class's term alone"),
+    (math.log(10), "the loss of equal logits"),
+    (-(0.91 * math.log(0.91) + 0.1 * math.log(0.1)), "lumped into one"),
+    (FLOOR / math.log(2), "in bits"),
+    (1.0, "not the lowest value"),
+])
+def test_smoothed_floor_names_each_wrong_prediction_without_the_value(answer, says):
+    result = fails_with("smoothed_floor", answer, says)
+    assert result.points == 0.5 and "0.50" not in result.message and "next cell measures it" in result.message
+
+
+@pytest.mark.parametrize("answer", ["0.5", [0.5], True])
+def test_smoothed_floor_wants_a_number(answer):
+    assert fails_with("smoothed_floor", answer, "should be a number").points == 0
 
 
 # ---------- softmax_backward
@@ -527,76 +541,93 @@ def test_softmax_backward_rejects_autograd_and_builtins(answer, name):
     fails_with("softmax_backward", answer, f"softmax_backward calls {name}")
 
 
-# ---------- sgd_step
+# ---------- weighted_step
 
-def step_autograd(W, b, X, y, lr):
+def weighted_reference(W, b, X, y, w, lr):
+    """The step by autograd on F.cross_entropy(weight=w), outside the check."""
     W, b = W.clone().requires_grad_(), b.clone().requires_grad_()
-    F.cross_entropy(X @ W.T + b, y).backward()
+    F.cross_entropy(X @ W.T + b, y, weight=w).backward()
     return (W - lr * W.grad).detach(), (b - lr * b.grad).detach()
 
 
-def step_in_place(W, b, X, y, lr):
-    _, dW, db = sr.softmax_regression_grads(W, b, X, y)
-    W -= lr * dW
-    b -= lr * db
-    return W, b
-
-
-def step_numpy_einsum(W, b, X, y, lr):
-    """NumPy arrays in a list, the gradient by einsum and a one-hot by indexing."""
-    W, b, X = W.numpy(), b.numpy(), X.numpy()
-    z = X @ W.T + b
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    dz = e / e.sum(axis=1, keepdims=True)
-    dz[np.arange(len(X)), y.numpy()] -= 1
-    dz /= len(X)
-    return [W - lr * np.einsum("mc,md->cd", dz, X), b - lr * dz.sum(axis=0)]
-
-
-def step_with(transform):
-    """sgd_step with the gradients (dW, db) changed by `transform(dW, db, m, lr)` before the step."""
-    def step(W, b, X, y, lr):
-        _, dW, db = sr.softmax_regression_grads(W, b, X, y)
-        dW, db = transform(dW, db, len(X), lr)
-        return W - lr * dW, b - lr * db
+def weighted_with(dz_of):
+    """weighted_step with dJ/dz = dz_of(P, Y, w, y, m)."""
+    def step(W, b, X, y, w, lr):
+        P = sr.softmax(X @ W.T + b)
+        dz = dz_of(P, F.one_hot(y, W.shape[0]).to(P.dtype), w, y, len(X))
+        return W - lr * dz.T @ X, b - lr * dz.sum(dim=0)
     return step
 
 
-@pytest.mark.parametrize("answer", [sr.sgd_step, step_in_place, step_numpy_einsum])
-def test_sgd_step_accepts_correct_versions(answer):
-    assert "the loss went" in passes("sgd_step", answer).message
+RIGHT_DZ = lambda P, Y, w, y, m: w[y][:, None] * (P - Y) / w[y].sum()
+
+
+def weighted_in_place(W, b, X, y, w, lr):
+    wy = w[y]
+    dz = sr.softmax(X @ W.T + b)
+    dz[torch.arange(len(y)), y] -= 1
+    dz *= (wy / wy.sum())[:, None]
+    W -= lr * dz.T @ X
+    b -= lr * dz.sum(dim=0)
+    return W, b
+
+
+def weighted_numpy(W, b, X, y, w, lr):
+    """NumPy arrays in a list, einsum for dW."""
+    W, b, X, y, w = W.numpy(), b.numpy(), X.numpy(), y.numpy(), w.numpy()
+    z = X @ W.T + b
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    dz = e / e.sum(axis=1, keepdims=True)
+    dz[np.arange(len(X)), y] -= 1
+    dz *= w[y][:, None] / w[y].sum()
+    return [W - lr * np.einsum("mc,md->cd", dz, X), b - lr * dz.sum(axis=0)]
+
+
+@pytest.mark.parametrize("answer", [weighted_with(RIGHT_DZ), weighted_in_place, weighted_numpy])
+def test_weighted_step_accepts_correct_versions(answer):
+    assert "it went" in passes("weighted_step", answer).message
+
+
+def test_weighted_step_agrees_with_autograd_on_the_reference():
+    g = torch.Generator().manual_seed(3)
+    W, b, X = torch.randn(4, 6, generator=g, dtype=torch.float64), torch.zeros(4, dtype=torch.float64), \
+        torch.randn(9, 6, generator=g, dtype=torch.float64)
+    y, w = torch.randint(0, 4, (9,), generator=g), torch.rand(4, generator=g, dtype=torch.float64) + 0.5
+    for got, want in zip(weighted_with(RIGHT_DZ)(W, b, X, y, w, 0.3), weighted_reference(W, b, X, y, w, 0.3)):
+        assert torch.allclose(got, want)
 
 
 @pytest.mark.parametrize("answer, says", [
-    (step_with(lambda dW, db, m, lr: (-dW, -db)), "W moved uphill"),
-    (step_with(lambda dW, db, m, lr: (m * dW, m * db)), "the step of W is 8 times too large: a sum over the batch"),
-    (step_with(lambda dW, db, m, lr: (dW / m, db / m)), "the step of W is 8 times too small: divided by the batch "
-                                                        "size m twice"),
-    (step_with(lambda dW, db, m, lr: (dW / lr, db)), "the step of W ignores the learning rate"),
-    (step_with(lambda dW, db, m, lr: (lr * dW, db)), "the learning rate is applied twice to W"),
-    (step_with(lambda dW, db, m, lr: (0 * dW, db)), "W did not change"),
-    (step_with(lambda dW, db, m, lr: (dW, 0 * db)), "b did not change"),
-    (step_with(lambda dW, db, m, lr: (dW, m * db)), "the step of b is 8 times too large"),
-    (step_with(lambda dW, db, m, lr: (dW, db / m)), "the step of b is 8 times too small"),
-    (step_with(lambda dW, db, m, lr: (2 * dW, db)), "it is 2 times the right one"),
-    (step_with(lambda dW, db, m, lr: (dW + 0.01, db)), "W_new from"),
-    (step_with(lambda dW, db, m, lr: (dW, db + 0.01)), "b_new from"),
-    (lambda W, b, X, y, lr: W, "return the pair"),
-    (lambda W, b, X, y, lr: (W.T, b), "W_new has shape"),
-    (lambda W, b, X, y, lr: (W, b[None]), "b_new has shape"),
+    (weighted_with(lambda P, Y, w, y, m: w[y][:, None] * (P - Y) / m), "divided by the batch size m = 8"),
+    (weighted_with(lambda P, Y, w, y, m: (P - Y) / m), "the class weights are missing"),
+    (weighted_with(lambda P, Y, w, y, m: (P - Y) * w / w[y].sum()), "each column j is weighted by w[j]"),
+    (weighted_with(lambda P, Y, w, y, m: (P - Y) * w / m), "each column j is weighted by w[j] and divided by m"),
+    (weighted_with(lambda P, Y, w, y, m: w[y][:, None] * (P - Y) / w.sum()), "sum of all C class weights"),
+    (weighted_with(lambda P, Y, w, y, m: w[y][:, None] * (P - Y)), "a weighted sum where the weighted mean belongs"),
+    (weighted_with(lambda P, Y, w, y, m: -RIGHT_DZ(P, Y, w, y, m)), "W moved uphill"),
+    (weighted_with(lambda P, Y, w, y, m: 2 * RIGHT_DZ(P, Y, w, y, m)), "it is 2 times the right one"),
+    (weighted_with(lambda P, Y, w, y, m: RIGHT_DZ(P, Y, w, y, m) + 1e-3), "W_new from"),
+    (lambda W, b, X, y, w, lr: (W, b), "W did not change"),
+    (lambda W, b, X, y, w, lr: W, "return the pair"),
+    (lambda W, b, X, y, w, lr: (W.T, b), "W_new has shape"),
 ])
-def test_sgd_step_names_each_mistake(answer, says):
-    fails_with("sgd_step", answer, says)
+def test_weighted_step_names_each_mistake(answer, says):
+    fails_with("weighted_step", answer, says)
 
 
-def step_softmax_builtin(W, b, X, y, lr):
-    dz = (torch.softmax(X @ W.T + b, dim=1) - F.one_hot(y, len(b))) / len(X)
-    return W - lr * dz.T @ X, b - lr * dz.sum(dim=0)
+def test_weighted_step_with_its_own_unshifted_softmax_fails_on_large_logits_and_says_why():
+    def unshifted(W, b, X, y, w, lr):
+        P = naive_softmax(X @ W.T + b)
+        dz = RIGHT_DZ(P, F.one_hot(y, W.shape[0]).to(P.dtype), w, y, len(X))
+        return W - lr * dz.T @ X, b - lr * dz.sum(dim=0)
+    result = fails_with("weighted_step", unshifted, "logits near 740")
+    assert "overflows" in result.message and "largest logit" in result.message
 
 
 @pytest.mark.parametrize("answer, name", [
-    (step_autograd, "F.cross_entropy (or nn.CrossEntropyLoss), autograd (.backward)"),
-    (step_softmax_builtin, "torch.softmax"),
+    (weighted_reference, "F.cross_entropy (or nn.CrossEntropyLoss), autograd (.backward)"),
+    (lambda W, b, X, y, w, lr: weighted_with(RIGHT_DZ)(W, b, X, y, w, lr) if torch.softmax(b[None], 1) is None
+     else weighted_with(RIGHT_DZ)(W, b, X, y, w, lr), "torch.softmax"),
 ])
-def test_sgd_step_rejects_autograd_and_builtins(answer, name):
-    fails_with("sgd_step", answer, f"sgd_step calls {name}")
+def test_weighted_step_rejects_autograd_and_builtins(answer, name):
+    fails_with("weighted_step", answer, f"weighted_step calls {name}")

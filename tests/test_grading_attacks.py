@@ -24,6 +24,7 @@ import nbformat
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from course_utils.checks import QUESTIONS, grade, load_all
@@ -152,7 +153,7 @@ def patches_everything(*args, **kwargs):
     return torch.zeros(1)
 
 
-def softmax_zeros_patched(z):
+def softmax_zeros_patched(z, *rest):
     """The issue's attack: zeros of the right shape, with torch.allclose, numpy.allclose, isfinite patched."""
     torch.allclose = lambda *a, **k: True
     np.allclose = lambda *a, **k: True
@@ -170,7 +171,7 @@ class AlwaysClose(torch.Tensor):
         return super().__torch_function__(func, types, args, kwargs)
 
 
-def softmax_subclass(z):
+def softmax_subclass(z, *rest):
     return torch.zeros_like(z).as_subclass(AlwaysClose)
 
 
@@ -206,11 +207,11 @@ def output_size_patches_builtins(n, kernel_size, stride=1, padding=0):
     return -1
 
 
-def sgd_step_replaces_reference(W, b, X, y, lr):
-    """Replaces the reference gradients the check computes after the call, then agrees with them."""
-    import course_utils.softmax_regression as ref
-    ref.softmax_regression_grads = lambda W, b, X, y: (torch.tensor(0.0), torch.zeros_like(W), torch.ones_like(b))
-    return W.clone(), b - lr
+def weighted_step_replaces_reference(W, b, X, y, w, lr):
+    """Replaces the loss the check computes after the call, then returns a step that does nothing."""
+    import course_utils.checks.cross_entropy as ce
+    ce.weighted_loss = lambda *a, **k: torch.tensor(0.0)
+    return W.clone(), b.clone()
 
 
 class LyingCNN(TwoLayerCNN):
@@ -272,9 +273,9 @@ def test_right_answers_keep_their_points(checker, qid, tmp_path):
 
 
 @pytest.mark.parametrize("qid, attack, fools_grade", [
-    ("softmax", softmax_zeros_patched, True),
-    ("softmax", softmax_subclass, True),
-    ("sgd_step", sgd_step_replaces_reference, False),
+    ("tempered_grad", softmax_zeros_patched, True),
+    ("tempered_grad", softmax_subclass, True),
+    ("weighted_step", weighted_step_replaces_reference, False),
     ("make_two_layer_cnn", make_lying_cnn, True),
     ("residual_block", LyingBlock, True),
     ("output_size", output_size_liar, False),
@@ -290,17 +291,18 @@ def test_each_attack_scores_nothing(checker, qid, attack, fools_grade, tmp_path)
 
 def test_an_attack_leaves_the_next_answer_alone(checker, tmp_path):
     """The deciding process replays the attack and then grades a right answer: full points."""
-    assert graded(checker, "softmax", patches_everything, tmp_path / "a")["points"] == 0
-    result = graded(checker, "softmax", solution_answer("softmax"), tmp_path / "b")
-    assert result["points"] == QUESTIONS["softmax"].max_points
+    assert graded(checker, "tempered_grad", patches_everything, tmp_path / "a")["points"] == 0
+    result = graded(checker, "tempered_grad", solution_answer("tempered_grad"), tmp_path / "b")
+    assert result["points"] == QUESTIONS["tempered_grad"].max_points
 
 
 def test_a_stub_and_a_wrong_answer_get_the_usual_messages(checker, tmp_path):
-    def stub(z):
+    def stub(z, y, T):
         raise NotImplementedError()
 
-    assert "not attempted" in graded(checker, "softmax", stub, tmp_path / "stub")["message"]
-    wrong = graded(checker, "softmax", lambda z: torch.softmax(z, dim=0), tmp_path / "axis")
+    assert "not attempted" in graded(checker, "tempered_grad", stub, tmp_path / "stub")["message"]
+    wrong = graded(checker, "tempered_grad", lambda z, y, T: (torch.softmax(z / T, dim=0) - F.one_hot(y, z.shape[1]))
+                   / (len(y) * T), tmp_path / "axis")
     assert wrong["points"] == 0 and "normalises over the batch" in wrong["message"]
 
 

@@ -117,15 +117,15 @@ def test_a_recording_that_is_not_plain_data_is_refused():
             return print, ("this must never run in the deciding process",)
 
     bad = pickle.dumps({"answer": Evil(), "problem": None, "events": []}, protocol=2)
-    result = replay("softmax", bad)
+    result = replay("tempered_grad", bad)
     assert result.points == 0 and "could not be read" in result.message
 
 
 def test_a_student_exception_keeps_its_class_message_and_catchability():
-    def answer(z):
+    def answer(z, y, T):
         raise KeyError("missing")
 
-    result = replay("softmax", record("softmax", answer))
+    result = replay("tempered_grad", record("tempered_grad", answer))
     assert result.points == 0 and result.message.startswith("your code raised KeyError: 'missing'")
 
 

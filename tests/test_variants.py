@@ -90,7 +90,8 @@ def test_without_a_student_id_the_cases_are_the_common_ones():
 
 def test_the_sheets_student_id_chooses_the_variant():
     namespace = {}
-    exec("from course_utils.checks import check\nstudent_id = 'carol'\nresult = check('flip_choice', 'b')", namespace)
+    exec("from course_utils.checks import check\nstudent_id = 'carol'\nresult = check('conv_parameters', 1216)",
+         namespace)
     assert student() == "carol"
     with pytest.raises(TypeError, match="hand-in's name"):
         set_student(1234)

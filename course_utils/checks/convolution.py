@@ -1,5 +1,6 @@
 """Questions of notebook 01 (convolution kernels): output size, a conv layer's output shape, conv2d by loops
-and vectorised, a padding bug to fix, an edge kernel, flipping, a parameter count, the backward pass."""
+and vectorised, a padding bug to fix, an edge kernel, the response to a single bright pixel, a parameter count,
+the backward pass."""
 from __future__ import annotations
 
 import re
@@ -15,7 +16,7 @@ from ..kernels import output_size as output_size_reference
 from . import Mistake, question, written_question
 from .conv_backward import CONV_BUILTINS, check_conv2d_backward, check_same_conv
 from .tools import case_generator, case_random
-from .tools import Watch, as_tensor, calling, expect_choice, expect_count, expect_shape, forbid, is_integer, source_of
+from .tools import Watch, as_tensor, calling, expect_count, expect_shape, forbid, is_integer, source_of
 
 NOTEBOOK = "01_convolution_kernels"
 # (image height, width, kernel side, stride, padding, dtype): strides that do not divide evenly,
@@ -405,23 +406,67 @@ def check_horizontal_edge_kernel(horizontal_edge_kernel: Any) -> str:
             "nor to flat regions.")
 
 
-FLIP_OPTIONS = {
-    "a": "identical would need a kernel that a 180° turn leaves unchanged, like the blurs or the Laplacian; "
-         "Sobel x is not one.",
-    "b": "right: Sobel x turned by 180° is -Sobel x, so the true convolution is the cross-correlation negated.",
-    "c": "a transposed map would come from transposing the kernel (Sobel y); flipping turns it by 180° instead.",
-    "d": "flipping changes the weights, not where the window sits: the output is not shifted.",
-}
+IMPULSE_KERNEL = torch.arange(1.0, 10.0).reshape(3, 3)          # rows 1 2 3 / 4 5 6 / 7 8 9
+IMPULSE_SIDE = 5                                                 # a 5x5 image, its only 1 at the centre
 
 
-@question("flip_choice", NOTEBOOK, kind="concept", hints=(
-    "The lecture's section 4: a true convolution is the cross-correlation with the kernel flipped in both "
-    "directions, kernel.flip(0, 1).",
-    "Write Sobel x down and turn it by 180°: compare the result with Sobel x itself."),
-    reveal="(b): Sobel x turned by 180° is -Sobel x, so the true convolution gives the cross-correlation's map "
-    "negated.")
-def check_flip_choice(flip_choice: Any) -> str:
-    return expect_choice(flip_choice, FLIP_OPTIONS, "b", "flip_choice", "run hint('flip_choice').")
+def _impulse_block(kernel: torch.Tensor) -> torch.Tensor:
+    """F.conv2d's output (padding 1) around the centre of a 5x5 image whose only non-zero pixel is a 1 there."""
+    image = torch.zeros(IMPULSE_SIDE, IMPULSE_SIDE)
+    image[IMPULSE_SIDE // 2, IMPULSE_SIDE // 2] = 1.0
+    c = IMPULSE_SIDE // 2
+    return _conv(image, kernel, 1, 1)[c - 1:c + 2, c - 1:c + 2]
+
+
+def _as_block(value: Any) -> torch.Tensor:
+    """A predicted 3x3 block (nested list, tuple, NumPy array or tensor) as a float64 tensor."""
+    try:
+        block = torch.as_tensor(np.asarray(value.tolist() if isinstance(value, torch.Tensor) else value,
+                                           dtype=np.float64))
+    except (TypeError, ValueError):
+        raise Mistake(f"predicted_response should be a 3x3 grid of numbers, e.g. [[0, 0, 0], [0, 0, 0], [0, 0, 0]] "
+                      f"with your numbers, or a tensor; got {type(value).__name__}: {value!r:.60}.") from None
+    if tuple(block.shape) != (3, 3):
+        raise Mistake(f"predicted_response has shape {tuple(block.shape)}: the block out[1:4, 1:4] is 3x3.",
+                      "write it as three rows of three numbers.")
+    return block
+
+
+IMPULSE_SLIPS = [
+    (lambda w: w, "that is the kernel as it is, which a TRUE convolution would give back; F.conv2d cross-correlates: "
+     "work out which weight meets the 1 for output pixel (1, 1), whose window covers rows 1-3 and columns 1-3 of "
+     "the padded image"),
+    (lambda w: w.T, "that is the kernel transposed: rows and columns are swapped, but the 1 is met by the weight "
+     "on the opposite side of the window from the output pixel, in both directions"),
+    (lambda w: w.flip(0), "the rows are turned round but each row still reads left to right: what holds for "
+     "the rows holds for the columns too"),
+    (lambda w: w.flip(1), "each row reads right to left but the rows are in the kernel's order: what holds for "
+     "the columns holds for the rows too"),
+    (lambda w: torch.full((3, 3), float(w[1, 1])), "the centre weight everywhere: each output pixel's window "
+     "holds the 1 at a different place, so each meets a different weight"),
+]
+
+
+@question("impulse_response", NOTEBOOK, answer_name="predicted_response", kind="predict", hints=(
+    "Output pixel (i, j) sums the padded image's window whose top-left corner is at (i, j), each pixel times the "
+    "kernel weight at the same place in the window. For output pixel (1, 1): where in its window is the 1?",
+    "Do the same for output pixels (1, 3), (3, 1) and (2, 2). The further the output pixel lies from the 1, the "
+    "further from the window's centre the 1 sits, on the opposite side."),
+    reveal="[[9, 8, 7], [6, 5, 4], [3, 2, 1]]: the kernel turned by 180°. The output at (1, 1) sees the 1 at the "
+    "bottom right of its window, where the weight is 9; a true convolution (kernel flipped first) gives the "
+    "kernel itself.")
+def check_impulse_response(predicted_response: Any) -> str:
+    got, truth = _as_block(predicted_response), _impulse_block(IMPULSE_KERNEL)
+    if torch.allclose(got, truth.double()):
+        return ("right: F.conv2d's response to a single 1 is its kernel turned by 180°, since output pixel (i, j) "
+                "meets the 1 at the opposite side of its window. The next cell measures it.")
+    said = "predicted_response differs from what F.conv2d gives"
+    for slip, why in IMPULSE_SLIPS:
+        if torch.allclose(got, slip(IMPULSE_KERNEL).double()):
+            raise Mistake(f"{said}: {why}. The next cell measures it.", "run hint('impulse_response').")
+    raise Mistake(f"{said}. Every entry is one of the kernel's weights (the image holds a single 1): find, for "
+                  "each output pixel, which weight meets the 1. The next cell measures it.",
+                  "run hint('impulse_response').")
 
 
 PARAMETER_LAYER = dict(in_channels=3, out_channels=16, kernel_size=5)
@@ -444,8 +489,11 @@ def check_conv_parameters(conv_parameters: Any) -> str:
     if conv_parameters in slips and not isinstance(conv_parameters, (bool, float)):
         raise Mistake(f"conv_parameters is {conv_parameters}: {slips[conv_parameters]}",
                       "run hint('conv_parameters').")
-    expect_count(conv_parameters, truth, "conv_parameters", "count the weight's entries and the biases: "
-                 "run hint('conv_parameters').")
+    if not is_integer(conv_parameters):
+        expect_count(conv_parameters, truth, "conv_parameters")       # a float or another type: it says so
+    if int(conv_parameters) != truth:
+        raise Mistake(f"conv_parameters is {int(conv_parameters)}: not the count of the weight's entries and the "
+                      "biases.", "run hint('conv_parameters').")
     return (f"{truth} = {c_out} filters x {c_in} channels x {k}x{k} weights + {c_out} biases, "
             "the count nn.Conv2d(3, 16, 5) has.")
 

@@ -1,4 +1,6 @@
-"""Questions of notebook 02 (cross-entropy): softmax, the loss, its gradients, one step of softmax regression.
+"""Questions of notebook 02 (cross-entropy): the gradients of a tempered and of a label-smoothed cross-entropy,
+the loss at initialisation and the lowest smoothed loss (predictions), a buggy loss, softmax's backward pass,
+and one step of softmax regression on a class-weighted loss.
 
 The implement, debug and backward questions run the student's code inside `tools.Watch`, which sees
 the built-ins the sheet forbids even through a wrapper: the softmax family (torch.softmax, F.softmax
@@ -10,16 +12,16 @@ Values are diagnosed first (a wrapper with the wrong axis hears about the axis),
 from __future__ import annotations
 
 import math
+import random
 from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import softmax_regression as ref
 from . import Mistake, question, written_question
-from .tools import case_generator
-from .tools import Watch, as_tensor, calling, expect_choice, expect_close, expect_shape, forbid, grad_check
+from .tools import case_generator, case_random
+from .tools import Watch, as_tensor, calling, expect_close, expect_shape, forbid, grad_check
 
 NOTEBOOK = "02_cross_entropy_derivation"
 SOFTMAX_BUILTINS = {torch.softmax: "torch.softmax", F.softmax: "F.softmax (or nn.Softmax)",
@@ -31,8 +33,6 @@ LOSS_BUILTINS = {F.cross_entropy: "F.cross_entropy (or nn.CrossEntropyLoss)", F.
 AUTOGRAD = {torch.Tensor.backward: "autograd (.backward)",
             torch.autograd.backward: "autograd (torch.autograd.backward)",
             torch.autograd.grad: "autograd (torch.autograd.grad)"}
-WITHOUT_SOFTMAX = ("use torch.exp, .amax(dim=1, keepdim=True) and .sum(dim=1, keepdim=True); torch.logsumexp is "
-                   "allowed, and so is your own softmax from Exercise 1.")
 WITHOUT_LOSS = ("compute log p yourself (log-sum-exp by hand or torch.logsumexp) and pick each row's true class "
                 "by indexing: log_p[torch.arange(m), targets].")
 WITHOUT_AUTOGRAD = "write the gradient out from the lecture's derivation; no .backward() and no torch.autograd."
@@ -48,15 +48,23 @@ def _more(qid: str) -> str:
     return f"hint({qid!r}) says more."
 
 
+def _drawn_size(r: random.Random) -> tuple[int, int]:
+    """A batch size m and a class count C drawn for the student: 2 to 12 each, m != C."""
+    m, C = r.randint(2, 12), r.randint(2, 12)
+    return m, (C if C != m else C + 1)
+
+
 def _logit_cases() -> list[tuple[str, torch.Tensor, torch.Tensor]]:
-    """(kind, logits (m, C), targets (m,)) with m != C: positive, random float64 and float32, large, spread out."""
-    g = case_generator(2)
+    """(kind, logits (m, C), targets (m,)) with m != C: positive, random float64 and float32, large, spread out,
+    and random logits of a size drawn for the student."""
+    g, (m, C) = case_generator(2), _drawn_size(case_random(2))
     z = lambda m, c, dtype=torch.float64: (3 * torch.randn(m, c, generator=g, dtype=torch.float64)).to(dtype)
     y = lambda m, c: torch.randint(0, c, (m,), generator=g)
     positive = 0.2 + 2 * torch.rand(7, 3, generator=g, dtype=torch.float64)
     return [("positive", positive, y(7, 3)), ("random", z(6, 4), y(6, 4)),
             ("random", z(5, 10, torch.float32), y(5, 10)), ("large", z(4, 3) + 1000, y(4, 3)),
-            ("spread", z(3, 5) + torch.tensor([[1000.0], [-1000.0], [0.0]], dtype=torch.float64), y(3, 5))]
+            ("spread", z(3, 5) + torch.tensor([[1000.0], [-1000.0], [0.0]], dtype=torch.float64), y(3, 5)),
+            ("random", z(m, C), y(m, C))]
 
 
 def _not_finite(kind: str) -> str:
@@ -104,20 +112,17 @@ def _diagnose(got: torch.Tensor, variants: list[tuple[str, torch.Tensor]], names
     `variants` are (what is wrong, value), the right value first with ''. With `proportional`, any
     multiple of the right value is named by its factor.
     """
-    for what, value in variants:
-        scale = _named(_factor(got, value), names)
+    factors = [(what, _named(_factor(got, value), names)) for what, value in variants]
+    exact = next((what for what, scale in factors if scale == ""), None)       # a variant as it is comes first
+    if exact is not None:
+        return exact
+    for what, scale in factors:
         if scale is not None:
             return "; and it is ".join(w for w in (what, scale) if w)
     s = _factor(got, variants[0][1]) if proportional else None
     if s is not None and abs(s) > 1e-6:
         return f"it is {s:.4g} times the right one: the direction is right, a constant factor slipped in"
     return None
-
-
-def _row_shifted_exp(z: torch.Tensor) -> torch.Tensor:
-    """exp(z - each row's max), in float64."""
-    z = z.double()
-    return torch.exp(z - z.amax(dim=1, keepdim=True))
 
 
 def _watched(answer: Callable[..., Any], forbidden: dict, *args: Any) -> tuple[Any, str]:
@@ -132,70 +137,98 @@ def _float32(result: Any) -> bool:
     return str(getattr(result, "dtype", "")) in ("torch.float32", "float32")
 
 
-# ---------------------------------------------------------------- softmax
+# ---------------------------------------------------------------- gradients of other losses (transfer)
 
-@question("softmax", NOTEBOOK, kind="implement", hints=(
-        "Softmax works on each row (one example) separately, over the classes: which axis is that, and what must "
-        "each row of the result sum to?",
-        "exp overflows above about 88 (float32) or 709 (float64). Section 1 of the lecture: adding the same number "
-        "to a whole row does not change its softmax. Which number makes the row's largest exponent 0?"),
-    reveal="e = torch.exp(z - z.amax(dim=1, keepdim=True)); return e / e.sum(dim=1, keepdim=True).")
-def check_softmax(softmax: Callable[[torch.Tensor], Any]) -> str:
-    cases = [(kind, z, torch.softmax(z.double(), dim=1)) for kind, z, _ in _logit_cases()]
+def _grad_names(m: int, C: int, extra: dict[float, str]) -> dict[float, str]:
+    """The scale slips of a batch-mean gradient, and `extra` (factors of a particular loss)."""
+    names = _scale_names(m, C, "the gradient")
+    names.update({s: w for s, w in extra.items() if not any(math.isclose(s, t, rel_tol=1e-3) for t in names)})
+    return names
+
+
+def _grade_grad(answer: Callable[..., Any], qid: str, cases: list[dict]) -> None:
+    """Compare a gradient `answer(z, y, setting)` with each case's reference (its first variant); name the slip.
+
+    A case holds kind, z, y, setting (the temperature or the smoothing), shown (the call in words),
+    variants [(what is wrong, value)] with the right value first, names (the scale slips) and
+    overflow (what inf or nan on this case says)."""
     used = ""
-    for kind, z, want in cases:
-        result, seen = _watched(softmax, SOFTMAX_BUILTINS, z.clone())
-        used = used or seen
-        got = expect_shape(result, tuple(z.shape), f"softmax of logits {tuple(z.shape)}",
-                           "softmax keeps the shape (m, C): one probability per class per row.")
+    for case in cases:
+        z, y = case["z"], case["y"]
+        result, seen = _watched(answer, {**SOFTMAX_BUILTINS, **LOSS_BUILTINS, **AUTOGRAD}, z.clone(), y.clone(),
+                                case["setting"])
+        used, shown = used or seen, case["shown"]
+        got = expect_shape(result, tuple(z.shape), shown, "the gradient has the shape of the logits: one entry "
+                           "per logit.")
         if not torch.isfinite(got).all():
-            raise Mistake(f"softmax {_not_finite(kind)}", _more("softmax"))
-        if _close(got, want):
+            raise Mistake(f"{shown} {case['overflow']}", _more(qid))
+        what = _diagnose(got, case["variants"], case["names"], proportional=True)
+        if what == "":
             continue
-        zd = z.double()
-        axis = f"it {WRONG_AXIS}: its columns sum to 1, the rows should."
-        named = [(torch.softmax(zd, dim=0), axis), (_row_shifted_exp(zd) / _row_shifted_exp(zd).sum(dim=0), axis),
-                 (zd / zd.sum(dim=1, keepdim=True), "it divides the logits by their row sum: the exponential is "
-                                                    "missing, and a negative logit would give a negative probability."),
-                 (torch.log_softmax(zd, dim=1), "these are log-probabilities (all <= 0, their exp sums to 1 per "
-                                                "row): the exp of them is the softmax."),
-                 (torch.softmax(torch.softmax(zd, dim=1), dim=1), "it is a softmax of a softmax: applied twice, "
-                                                                  "it flattens the probabilities.")]
-        for value, what in named:
-            if _close(got, value):
-                raise Mistake(f"softmax of logits {tuple(z.shape)}: {what}", _more("softmax"))
-        if (got < 0).any():
-            raise Mistake(f"softmax of logits {tuple(z.shape)} has negative entries: probabilities are positive, "
-                          "so the exponential is missing somewhere.", _more("softmax"))
-        if not _close(got.sum(dim=1), torch.ones(len(z))):
-            raise Mistake(f"the rows of softmax({tuple(z.shape)} logits) sum to "
-                          f"{[round(s, 4) for s in got.sum(dim=1).tolist()]}, not 1: the normalisation is missing "
-                          "or divides by the wrong sum.", _more("softmax"))
-        expect_close(got, want, f"softmax of logits {tuple(z.shape)}", _more("softmax"))
-    forbid(used, "softmax", WITHOUT_SOFTMAX)
-    return "matches torch.softmax on positive, random, large (around 1000) and spread-out logits, float32 and float64."
+        if what:
+            raise Mistake(f"{shown}: {what}.", _more(qid))
+        rows = got.sum(dim=1)
+        if not _close(rows, torch.zeros(len(z))):
+            raise Mistake(f"{shown}: its rows sum to {[float(f'{r:.2g}') for r in rows.tolist()]}, where the "
+                          "gradient of this loss sums to 0 over the classes of each row.", _more(qid))
+        expect_close(got, case["variants"][0][1], f"{shown} (compared with autograd)", _more(qid))
+    forbid(used, qid, WITHOUT_AUTOGRAD)
 
 
-SHIFT_OPTIONS = {
-    "a": "right: e^(z_j + c) = e^c e^(z_j), and the factor e^c is in every term of the sum below too, so it "
-         "cancels. That is why subtracting each row's max is free: it changes nothing but the size of the exponents.",
-    "b": "the numerator is multiplied by e^c, but so is every term of the denominator, and the factor cancels; "
-         "if every probability were multiplied by e^c the row could no longer sum to 1.",
-    "c": "that is what MULTIPLYING the logits by a number above 1 does (a lower temperature). Adding c keeps every "
-         "difference z_j - z_k, and softmax depends only on those differences.",
-    "d": "the probabilities of a row always sum to 1, so they cannot all grow; and softmax is not linear in the "
-         "logits, so nothing is added to the probabilities.",
-}
+def _tempered_cases() -> list[dict]:
+    """Logits, targets and temperatures: T above and below 1, float32, T = 0.05 with logits near 50 (so that
+    z / T is near 1000), rows far apart, then a case drawn for the student."""
+    g, r = case_generator(6), case_random(6)
+    m, C = _drawn_size(r)
+    T = round(r.choice([r.uniform(0.3, 0.8), r.uniform(1.3, 3.0)]), 2)
+    specs = [("random", 7, 3, 2.5, 0.0, torch.float64), ("random", 6, 4, 0.4, 0.0, torch.float64),
+             ("random", 5, 10, 1.5, 0.0, torch.float32), ("large", 4, 3, 0.05, 50.0, torch.float64),
+             ("spread", 3, 5, 0.8, 0.0, torch.float64), ("random", m, C, T, 0.0, torch.float64)]
+    spread = torch.tensor([[800.0], [-800.0], [0.0]], dtype=torch.float64)
+    cases = []
+    for kind, m, C, T, offset, dtype in specs:
+        z = 3 * torch.randn(m, C, generator=g, dtype=torch.float64) + (spread if kind == "spread" else offset)
+        z = z.to(dtype)
+        y = torch.randint(0, C, (m,), generator=g)
+        leaf = z.detach().double().clone().requires_grad_()
+        F.cross_entropy(leaf / T, y).backward()
+        zd, one_hot = z.double(), F.one_hot(y, C).double()
+        p, p_plain = torch.softmax(zd / T, dim=1), torch.softmax(zd, dim=1)
+        variants = [("", leaf.grad),
+                    ("the temperature is missing altogether: this is the lecture's gradient of the loss of z itself",
+                     (p_plain - one_hot) / m),
+                    ("the probabilities come from softmax(z), not from the scaled logits z / T",
+                     (p_plain - one_hot) / (m * T)),
+                    ("the logits are multiplied by T inside the softmax, not divided by it",
+                     (torch.softmax(zd * T, dim=1) - one_hot) / (m * T)),
+                    (f"the softmax inside {WRONG_AXIS}", (torch.softmax(zd / T, dim=0) - one_hot) / (m * T)),
+                    ("the one-hot of the true class is missing: the gradient's rows sum to 0, these do not",
+                     p / (m * T))]
+        extra = {T: f"a factor T = {T:g} too much: the chain rule through z / T contributes a factor 1/T, missing here",
+                 T * T: f"a factor T² = {T * T:g} too much: multiplied by T where the chain rule divides by it",
+                 1 / T: f"a factor 1/T too much (T = {T:g}): divided by T twice"}
+        cases.append(dict(kind=kind, z=z, y=y, setting=T, variants=variants, names=_grad_names(m, C, extra),
+                          shown=f"tempered_grad on logits {tuple(z.shape)} with T = {T:g}"
+                                + (f" (logits near {offset:g}, so z / T is near {offset / T:g})" if offset else "")
+                                + (" (rows near 800, -800 and 0)" if kind == "spread" else ""),
+                          overflow=(f"gives inf or nan where z / T is near {offset / T:g}: exp of that overflows. The "
+                                    "scaled logits need the shift of section 6 too." if offset else
+                                    "gives inf or nan where the rows of z / T lie far apart (near 1000, -1000 and 0): "
+                                    "subtract each row's own max." if kind == "spread" else NOT_FINITE)))
+    return cases
 
 
-@question("shift_logits", NOTEBOOK, answer_name="shift_choice", kind="concept", hints=(
-        "Write one probability out: e^(z_j + c) / sum_k e^(z_k + c). What can you take out of the top and "
-        "out of the bottom?",
-        "Softmax depends only on the differences z_j - z_k between the logits of a row: does adding c change them?"),
-    reveal="(a): e^(z_j + c) = e^c e^(z_j), and e^c is a factor of every term of the sum below too, so it "
-    "cancels: the probabilities do not change.")
-def check_shift_logits(shift_choice: Any) -> str:
-    return expect_choice(shift_choice, SHIFT_OPTIONS, "a", "shift_choice", "run hint('shift_logits').")
+@question("tempered_grad", NOTEBOOK, kind="implement", hints=(
+        "Write J_T(z) = J(u) with u = z / T. Section 3 of the lecture gives dJ/du; the chain rule turns it into dJ/dz. "
+        "What is du_ij / dz_ij?",
+        "Two things differ from the lecture's gradient: from which logits the probabilities are computed, and one "
+        "factor the chain rule adds. With T = 0.05 and logits near 50 the scaled logits are near 1000: your "
+        "softmax must shift them (section 6)."),
+    reveal="(softmax(z / T) - F.one_hot(targets, C)) / (m * T), with a softmax that subtracts each row's max of z / T.")
+def check_tempered_grad(tempered_grad: Callable[..., Any]) -> str:
+    _grade_grad(tempered_grad, "tempered_grad", _tempered_cases())
+    return ("equals autograd's gradient of F.cross_entropy(z / T, y) for temperatures above and below 1, float32, and "
+            "z / T near 1000.")
 
 
 # ---------------------------------------------------------------- the loss
@@ -246,18 +279,6 @@ def _check_loss(loss: Callable[[torch.Tensor, torch.Tensor], Any], name: str, qi
     return "matches F.cross_entropy (mean) on positive, random, large and spread-out logits, float32 and float64."
 
 
-@question("cross_entropy", NOTEBOOK, kind="implement", hints=(
-        "The loss is one number for the batch: for each example, minus the log of the probability its true class "
-        "gets, then combined over the examples as section 2 defines it.",
-        "log(softmax(z)) gives log 0 = -inf when a probability underflows; section 6 writes log p with log-sum-exp, "
-        "so that nothing overflows or underflows (torch.logsumexp is allowed). Pick each row's true class by "
-        "indexing log_p with the row numbers and the targets together."),
-    reveal="s = z - z.amax(dim=1, keepdim=True); log_p = s - s.exp().sum(dim=1, keepdim=True).log(); "
-        "J = -log_p[torch.arange(len(targets)), targets].mean().")
-def check_cross_entropy(cross_entropy: Callable[[torch.Tensor, torch.Tensor], Any]) -> str:
-    return _check_loss(cross_entropy, "cross_entropy", "cross_entropy")
-
-
 def _number(value: Any, name: str) -> float:
     """A student's numeric answer (int, float, NumPy or one-element tensor) as a float."""
     if isinstance(value, torch.Tensor) and value.numel() == 1 or isinstance(value, np.ndarray) and value.size == 1:
@@ -304,50 +325,104 @@ def check_batch_loss(batch_loss: Callable[[torch.Tensor, torch.Tensor], Any]) ->
     return _check_loss(batch_loss, "batch_loss", "batch_loss").replace("matches", "fixed: it matches", 1)
 
 
-# ---------------------------------------------------------------- gradients
+# ---------------------------------------------------------------- label smoothing
 
-@question("cross_entropy_grad", NOTEBOOK, kind="implement", hints=(
-        "Section 3 of the lecture derives dJ/dz for one example; what changes when J is the mean over m examples?",
-        "For one example, dJ/dz_j is the probability of class j, minus 1 at the true class; each row of the "
-        "gradient sums to 0. Build the targets' one-hot matrix (torch.nn.functional has "
-        "a function for it, or use indexing)."),
-    reveal="(softmax(z) - F.one_hot(targets, C)) / m, with the stable softmax of Exercise 1.")
-def check_cross_entropy_grad(cross_entropy_grad: Callable[[torch.Tensor, torch.Tensor], Any]) -> str:
+def _smoothed(one_hot: torch.Tensor, eps: float) -> torch.Tensor:
+    """The smoothed targets (1 - eps) Y + eps / C of a one-hot matrix Y (m, C)."""
+    return (1 - eps) * one_hot + eps / one_hot.shape[1]
+
+
+def _smoothing_cases() -> list[dict]:
+    """Logits, targets and smoothing eps: random, float32, large (near 1000), rows far apart, two classes, and a
+    case drawn for the student."""
+    g, r = case_generator(7), case_random(7)
+    m, C = _drawn_size(r)
+    specs = [("random", 7, 3, 0.1, torch.float64), ("random", 6, 4, 0.3, torch.float64),
+             ("random", 5, 10, 0.2, torch.float32), ("large", 4, 3, 0.15, torch.float64),
+             ("spread", 3, 5, 0.25, torch.float64), ("random", 5, 2, 0.4, torch.float64),
+             ("random", m, C, round(r.uniform(0.05, 0.45), 2), torch.float64)]
     cases = []
-    for kind, z, y in _logit_cases():
-        logits = z.detach().double().clone().requires_grad_()
-        F.cross_entropy(logits, y).backward()
-        one_hot, m = F.one_hot(y, z.shape[1]).double(), len(z)
-        variants = [("", logits.grad),
-                    (f"the softmax inside {WRONG_AXIS}", (torch.softmax(z.double(), dim=0) - one_hot) / m),
+    for kind, m, C, eps, dtype in specs:
+        z = 3 * torch.randn(m, C, generator=g, dtype=torch.float64)
+        z = z + {"large": 1000.0, "spread": torch.tensor([[1000.0], [-1000.0], [0.0]], dtype=torch.float64)}.get(
+            kind, 0.0)
+        z, y = z.to(dtype), torch.randint(0, C, (m,), generator=g)
+        leaf = z.detach().double().clone().requires_grad_()
+        F.cross_entropy(leaf, y, label_smoothing=eps).backward()
+        one_hot, p = F.one_hot(y, C).double(), torch.softmax(z.double(), dim=1)
+        others = (1 - eps) * one_hot + eps / (C - 1) * (1 - one_hot)
+        variants = [("", leaf.grad),
+                    ("the smoothing is missing: this is the gradient for the one-hot targets", (p - one_hot) / m),
+                    ("it is (1 - ε) times the one-hot gradient: the part ε / C of the target, spread over every "
+                     "class, has a gradient too", (1 - eps) * (p - one_hot) / m),
+                    ("the ε / C every class gets is missing from the target: only (1 - ε) Y is there",
+                     (p - (1 - eps) * one_hot) / m),
+                    ("every class gets ε, not ε / C", (p - (1 - eps) * one_hot - eps) / m),
+                    ("ε is spread over the C - 1 wrong classes; in this loss every class, the true one included, "
+                     "gets ε / C", (p - others) / m),
                     (f"the softmax inside {WRONG_AXIS}",
-                     (_row_shifted_exp(z) / _row_shifted_exp(z).sum(dim=0) - one_hot) / m),
-                    ("the one-hot of the true class is missing: the gradient's rows sum to 0 (probabilities and the "
-                     "one-hot both sum to 1), these do not", torch.softmax(z.double(), dim=1) / m)]
-        cases.append((kind, z, y, variants))
-    used = ""
-    for kind, z, y, variants in cases:
-        result, seen = _watched(cross_entropy_grad, {**SOFTMAX_BUILTINS, **LOSS_BUILTINS, **AUTOGRAD},
-                                z.clone(), y.clone())
-        used = used or seen
-        got = expect_shape(result, tuple(z.shape), f"the gradient for logits {tuple(z.shape)}",
-                           "dJ/dz has the shape of z: one entry per logit.")
-        if not torch.isfinite(got).all():
-            raise Mistake(f"cross_entropy_grad {_not_finite(kind)}", _more("cross_entropy_grad"))
-        what = _diagnose(got, variants, _scale_names(*z.shape, "the gradient"), proportional=True)
-        if what == "":
-            continue
-        shown = f"cross_entropy_grad on logits {tuple(z.shape)}"
-        if what:
-            raise Mistake(f"{shown}: {what}.", _more("cross_entropy_grad"))
-        rows = got.sum(dim=1)
-        if not _close(rows, torch.zeros(len(z))):
-            raise Mistake(f"{shown}: its rows sum to {[round(r, 4) for r in rows.tolist()]}, where a gradient of "
-                          "this loss sums to 0 over the classes of each row.", _more("cross_entropy_grad"))
-        expect_close(got, variants[0][1], f"{shown} (compared with autograd)", _more("cross_entropy_grad"))
-    forbid(used, "cross_entropy_grad", WITHOUT_AUTOGRAD)
-    return "equals autograd's gradient of F.cross_entropy on positive, random, large and spread-out logits."
+                     (torch.softmax(z.double(), dim=0) - _smoothed(one_hot, eps)) / m),
+                    ("the target is missing: the rows of the gradient sum to 0, these do not", p / m)]
+        cases.append(dict(kind=kind, z=z, y=y, setting=eps, variants=variants, names=_grad_names(m, C, {}),
+                          shown=f"smoothed_grad on logits {tuple(z.shape)} with eps = {eps:g}",
+                          overflow=_not_finite(kind)))
+    return cases
 
+
+@question("smoothed_grad", NOTEBOOK, kind="implement", hints=(
+        "Section 3 of the lecture differentiates -sum_k Y_k log p_k for a one-hot row Y. Which property of the "
+        "row Y did the last step use, and does the smoothed row still have it?",
+        "Differentiate -sum_k t_k log p_k for any row t of targets that sums to 1: dp_k/dz_j is in section 3. The "
+        "result has the same form as for one-hot targets; only the row it subtracts changes. Keep the 1/m of the "
+        "mean."),
+    reveal="(softmax(z) - ((1 - eps) * F.one_hot(targets, C) + eps / C)) / m: P minus the smoothed targets, over m.")
+def check_smoothed_grad(smoothed_grad: Callable[..., Any]) -> str:
+    _grade_grad(smoothed_grad, "smoothed_grad", _smoothing_cases())
+    return ("equals autograd's gradient of F.cross_entropy(z, y, label_smoothing=eps) on random, float32, large and "
+            "spread-out logits, two classes included.")
+
+
+FLOOR_EPS, FLOOR_C = 0.1, 10
+
+
+def smoothed_floor_value(eps: float = FLOOR_EPS, C: int = FLOOR_C) -> float:
+    """The smallest label-smoothed loss of one example: the entropy of its smoothed target row."""
+    t = torch.full((C,), eps / C, dtype=torch.float64)
+    t[0] += 1 - eps
+    return -(t * t.log()).sum().item()
+
+
+@question("smoothed_floor", NOTEBOOK, answer_name="predicted_floor", kind="predict", hints=(
+        "At the lowest point of the loss its gradient is 0. Your smoothed_grad says what the probabilities are "
+        "there.",
+        "Put those probabilities into the loss -sum_k t_k log p_k: every class contributes, not only the true one. "
+        "Use the natural log."),
+    reveal="p = the smoothed target row (0.91 for the true class, 0.01 for the 9 others), so the floor is its "
+    "entropy: -(0.91 log 0.91 + 9 * 0.01 log 0.01) = 0.500.")
+def check_smoothed_floor(predicted_floor: Any) -> str:
+    number, truth = _number(predicted_floor, "predicted_floor"), smoothed_floor_value()
+    eps, C = FLOOR_EPS, FLOOR_C
+    top, rest = 1 - eps + eps / C, eps / C
+    if math.isclose(number, truth, abs_tol=0.01):
+        return ("right: the gradient P - (smoothed targets) is 0 where the probabilities equal the smoothed targets, "
+                "and the loss there is their entropy, above 0: a smoothed model is never pushed to certainty. The "
+                "next cell measures it.")
+    named = {0.0: "that is the floor for one-hot targets (approached as p -> 1, never reached); with smoothing, "
+                  "p = 1 for the true class gives log 0 for the classes that keep a share ε / C of the target.",
+             -math.log(top): "that is the true class's term alone; each of the other classes adds -(ε / C) log p too.",
+             -top * math.log(top): "that is the true class's term alone; each of the other classes adds "
+                                   "-(ε / C) log p too.",
+             math.log(C): "that is the loss of equal logits (probability 1 / C each), not the lowest one.",
+             -(top * math.log(top) + eps * math.log(eps)): "the other classes are lumped into one "
+             "of probability ε; each has its own term with its own probability ε / C.",
+             truth / math.log(2): "that is in bits (log base 2); the loss uses the natural log.",
+             truth / math.log(10): "that is in log base 10; the loss uses the natural log."}
+    wrong = next((w for v, w in named.items() if math.isclose(number, v, rel_tol=1e-2, abs_tol=2e-3)), "")
+    raise Mistake(f"predicted {number:g}: {wrong or 'not the lowest value of this loss.'} The next cell measures it.",
+                  _more("smoothed_floor"), earned=0.5, credit="a prediction written down before the run")
+
+
+# ---------------------------------------------------------------- the backward pass of softmax
 
 def _softmax_backward_cases() -> list[tuple[torch.Tensor, torch.Tensor, list[tuple[str, torch.Tensor]]]]:
     """(logits, upstream gradient, variants) in float64; autograd's gradient first among the variants."""
@@ -403,62 +478,95 @@ def check_softmax_backward(softmax_backward: Callable[[torch.Tensor, torch.Tenso
             f"{max(errors):.1e} (below 1e-7).")
 
 
-# ---------------------------------------------------------------- softmax regression
+# ---------------------------------------------------------------- softmax regression with class weights
 
-def _step_names(m: int, lr: float, param: str) -> dict[float, str]:
-    """The slips of a gradient step, as factors of the right step -lr * dJ/dparam."""
+def weighted_loss(logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """The class-weighted mean cross-entropy sum_i w[y_i] (-log p_{i, y_i}) / sum_i w[y_i], in float64."""
+    return F.cross_entropy(logits.double(), y, weight=w.double())
+
+
+def _weighted_cases() -> list[tuple]:
+    """(W, b, X, y, w, lr, shift, loss before, dW, db, variants of dz) per case: float64 and float32, a batch of one,
+    logits near 740 (b is large), and a case drawn for the student."""
+    g, r = case_generator(8), case_random(8)
+    drawn = (r.randint(2, 8), r.randint(2, 12), r.randint(1, 12), round(r.uniform(0.05, 1.0), 2))
+    cases = []
+    for C, D, m, lr, dtype, shift in [(3, 5, 8, 0.3, torch.float64, 0.0), (10, 20, 16, 0.1, torch.float32, 0.0),
+                                      (4, 6, 1, 0.7, torch.float64, 0.0), (5, 7, 6, 0.5, torch.float64, 740.0),
+                                      (*drawn, torch.float64, 0.0)]:
+        W = (0.1 * torch.randn(C, D, generator=g, dtype=torch.float64)).to(dtype).double()
+        b = (0.1 * torch.randn(C, generator=g, dtype=torch.float64) + shift).to(dtype).double()
+        X = torch.randn(m, D, generator=g, dtype=torch.float64).to(dtype).double()
+        y, w = torch.randint(0, C, (m,), generator=g), (0.2 + 2.8 * torch.rand(C, generator=g)).to(dtype).double()
+        W_leaf, b_leaf = W.clone().requires_grad_(), b.clone().requires_grad_()
+        loss = weighted_loss(X @ W_leaf.T + b_leaf, y, w)
+        loss.backward()
+        p, one_hot, wy = torch.softmax(X @ W.T + b, dim=1), F.one_hot(y, C).double(), w[y][:, None]
+        S = wy.sum()
+        dz = [("", wy * (p - one_hot) / S),
+              (f"divided by the batch size m = {m}: the weighted mean divides by the sum of the targets' weights, "
+               "sum_i w[y_i]", wy * (p - one_hot) / m),
+              ("the class weights are missing: this is the step of the unweighted mean", (p - one_hot) / m),
+              ("each column j is weighted by w[j]; every entry of example i's row carries the weight of its TRUE "
+               "class, w[y_i]", (p - one_hot) * w / S),
+              ("each column j is weighted by w[j] and divided by m; every entry of example i's row carries the weight "
+               "of its TRUE class, w[y_i], and the mean divides by sum_i w[y_i]", (p - one_hot) * w / m),
+              ("divided by the sum of all C class weights; the weighted mean divides by sum_i w[y_i], one weight per "
+               "example", wy * (p - one_hot) / w.sum())]
+        variants = [(what, (d.T @ X, d.sum(dim=0))) for what, d in dz]
+        cases.append((W.to(dtype), b.to(dtype), X.to(dtype), y, w.to(dtype), lr, shift, loss.detach(),
+                      W_leaf.grad, b_leaf.grad, variants, S.item()))
+    return cases
+
+
+def _weighted_step_names(S: float, lr: float, param: str) -> dict[float, str]:
+    """The slips of a step, as factors of the right step -lr * dJ/dparam (S: the sum of the targets' weights)."""
     names = {1.0: "", 0.0: f"{param} did not change",
              -1.0: f"{param} moved uphill: the gradient has the wrong sign, so the loss increases",
-             m: f"the step of {param} is {m} times too large: a sum over the batch where the mean belongs (the batch "
-                "size is not divided out)",
-             1 / m: f"the step of {param} is {m} times too small: divided by the batch size m twice (dJ/dz already "
-                    "carries the 1/m of the mean)"}
+             S: f"the step of {param} is {S:.3g} times too large: a weighted sum where the weighted mean belongs "
+                "(not divided by sum_i w[y_i])",
+             1 / S: f"the step of {param} is {S:.3g} times too small: divided by sum_i w[y_i] twice"}
     if lr != 1:
         names.update({1 / lr: f"the step of {param} ignores the learning rate: {param} moved by the raw gradient",
                       lr: f"the learning rate is applied twice to {param} (lr squared times the gradient)"})
     return names
 
 
-@question("sgd_step", NOTEBOOK, points=2, kind="implement", hints=(
-        "Get dJ/dz first (Exercise 6), then the chain rule through z = X W^T + b (section 4): dJ/dW has W's shape "
-        "(C, D), dJ/db b's shape (C,).",
-        "dJ/dz already carries the 1/m of the mean: do not divide again. A step goes downhill: it subtracts lr times "
-        "the gradient."),
-    reveal="dz = (P - Y) / m; W_new = W - lr * dz.T @ X; b_new = b - lr * dz.sum(dim=0).")
-def check_sgd_step(sgd_step: Callable[..., Any]) -> str:
-    g = case_generator(4)
-    cases = []
-    # the last case's logits lie near 740 (b is large): exp overflows there unless the softmax shifts them
-    for C, D, m, lr, dtype, shift in [(3, 5, 8, 0.3, torch.float64, 0.0), (10, 20, 16, 0.1, torch.float32, 0.0),
-                                      (4, 6, 5, 1.0, torch.float64, 0.0), (5, 7, 6, 0.5, torch.float64, 740.0)]:
-        W, b = 0.1 * torch.randn(C, D, generator=g), 0.1 * torch.randn(C, generator=g) + shift
-        X, y = torch.randn(m, D, generator=g), torch.randint(0, C, (m,), generator=g)
-        W, b, X = W.to(dtype), b.to(dtype), X.to(dtype)
-        loss, dW, db = ref.softmax_regression_grads(W.double(), b.double(), X.double(), y)
-        cases.append((W, b, X, y, lr, loss, dW, db, shift))
+@question("weighted_step", NOTEBOOK, points=2, kind="implement", hints=(
+        "Start from one example's gradient with respect to its logits (section 3): how does the weight w[y_i] of "
+        "its true class enter, and what does the weighted mean divide by? Then the chain rule through "
+        "z = X W^T + b, as in section 4.",
+        "Each example's row of dJ/dz is its one-hot gradient times the weight of its true class; the mean divides by "
+        "the sum of those weights over the batch, not by m. For logits near 740 the softmax must shift them."),
+    reveal="wy = w[y][:, None]; dz = wy * (P - Y) / wy.sum(); W_new = W - lr * dz.T @ X; "
+    "b_new = b - lr * dz.sum(dim=0).")
+def check_weighted_step(weighted_step: Callable[..., Any]) -> str:
     drops, used = [], ""
-    for W, b, X, y, lr, loss, dW, db, shift in cases:
+    for W, b, X, y, w, lr, shift, loss, dW, db, variants, S in _weighted_cases():
         (C, D), m = W.shape, len(X)
-        result, seen = _watched(sgd_step, {**SOFTMAX_BUILTINS, **LOSS_BUILTINS, **AUTOGRAD},
-                                W.clone(), b.clone(), X.clone(), y.clone(), lr)
+        result, seen = _watched(weighted_step, {**SOFTMAX_BUILTINS, **LOSS_BUILTINS, **AUTOGRAD},
+                                W.clone(), b.clone(), X.clone(), y.clone(), w.clone(), lr)
         used = used or seen
         if not isinstance(result, (tuple, list)) or len(result) != 2:
-            raise Mistake(f"sgd_step returned {type(result).__name__}; return the pair (W_new, b_new).")
+            raise Mistake(f"weighted_step returned {type(result).__name__}; return the pair (W_new, b_new).")
         W_new = expect_shape(result[0], (C, D), "W_new", "W has shape (C, D), like nn.Linear's weight.")
         b_new = expect_shape(result[1], (C,), "b_new", "b has one entry per class, shape (C,).")
-        what = f"sgd_step with W {C}x{D}, a batch of {m}, lr={lr}" + (f", logits near {shift:g}" if shift else "")
-        if shift and not (torch.isfinite(W_new).all() and torch.isfinite(b_new).all()):
-            raise Mistake(f"{what}: W_new or b_new holds inf or nan: exp of a logit that large overflows, so the "
-                          "softmax inside the step gives inf / inf.", "subtract each row's largest logit before exp, "
-                          "as in your softmax (section 1 of the lecture): the probabilities do not change.")
-        for param, new, old, grad in [("W", W_new, W.double(), dW), ("b", b_new, b.double(), db)]:
-            slip = _diagnose(new - old, [("", -lr * grad)], _step_names(m, lr, param), proportional=True)
+        what = f"weighted_step with W {C}x{D}, a batch of {m}, lr={lr}" + (f", logits near {shift:g}" if shift else "")
+        if not (torch.isfinite(W_new).all() and torch.isfinite(b_new).all()):
+            raise Mistake(f"{what}: W_new or b_new holds inf or nan" + (": exp of a logit that large overflows, so "
+                          "the softmax inside the step gives inf / inf." if shift else "."),
+                          "subtract each row's largest logit before exp (section 6 of the lecture): the probabilities "
+                          "do not change." if shift else _more("weighted_step"))
+        for k, (param, new, old, grad) in enumerate([("W", W_new, W.double(), dW), ("b", b_new, b.double(), db)]):
+            steps = [(slip, -lr * v[k]) for slip, v in variants]
+            slip = _diagnose(new - old, steps, _weighted_step_names(S, lr, param), proportional=True)
             if slip:
-                raise Mistake(f"{what}: {slip}.", _more("sgd_step"))
-            expect_close(new, old - lr * grad, f"{param}_new from {what}", _more("sgd_step"))
-        drops.append((loss.item(), ref.cross_entropy(X.double() @ W_new.T + b_new, y).item()))
-    forbid(used, "sgd_step", WITHOUT_AUTOGRAD)
-    return "W and b follow the hand gradient; the loss went " + ", ".join(f"{a:.3f} -> {c:.3f}" for a, c in drops) + "."
+                raise Mistake(f"{what}: {slip}.", _more("weighted_step"))
+            expect_close(new, old - lr * grad, f"{param}_new from {what}", _more("weighted_step"))
+        drops.append((loss.item(), weighted_loss(X.double() @ W_new.T + b_new, y, w).item()))
+    forbid(used, "weighted_step", WITHOUT_AUTOGRAD)
+    return ("W and b follow the weighted loss's gradient; it went "
+            + ", ".join(f"{a:.3f} -> {c:.3f}" for a, c in drops) + ".")
 
 
 written_question("gradient_meaning", NOTEBOOK, hints=(
