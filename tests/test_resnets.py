@@ -9,10 +9,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
+from torchvision import transforms
 
-from course_utils.checks import _HINTS_SHOWN, grade, hint, questions_for, written_for
+from course_utils.checks import _HINTS_SHOWN, grade, hint, questions_for, set_student, student, written_for
+from course_utils.checks.resnet import (block_case, block_slips, gap_case, loader_cases, sheet_cases,
+                                        zero_gamma_input)
 from course_utils.cost import count_macs, count_parameters, layer_costs
 from course_utils.data import MEAN, STD
+from course_utils.grading.replay import record, replay
 from course_utils.models import TwoLayerCNN
 from course_utils.model_cache import TrainConfig
 from course_utils.resnets import (Augment, FastResNet, ReportBlock, ReportResNet, ResidualBlock, SEBlock,
@@ -474,19 +479,304 @@ def test_stride2_shape_names_each_mistake(answer, expected):
     assert expected in failure("stride2_shape", answer)
 
 
-@pytest.mark.parametrize("qid, right, wrong", [
-    ("resnet_purpose", "b", {"a": "already largely addressed", "c": "over-fitting would show",
-                             "d": "not a regulariser"}),
-    ("relu_after_add", "c", {"a": "holds for y = x + F(x) without the ReLU", "b": "acts on the sum",
-                             "d": "never makes outputs negative"}),
+def sheet_answer(name: str):
+    """The solution sheet's definition of `name`, with the sheet's augmentation in its namespace."""
+    namespace = sheet_namespace()
+    namespace["augment"] = transforms.RandomAffine(degrees=10, translate=(0.1, 0.1))
+    return namespace[name]
+
+
+def zero_fraction_of_x() -> float:
+    """zero_gamma's right residual fraction for the current student: the share of x that is not positive."""
+    return (zero_gamma_input() <= 0).double().mean().item()
+
+
+@pytest.mark.parametrize("form", [tuple, list, np.array, torch.tensor])
+def test_zero_gamma_accepts_the_pair_in_any_container_and_rounded(form):
+    q = zero_fraction_of_x()
+    assert grade("zero_gamma", form([round(q, 2), 1.0])).passed
+    assert grade("zero_gamma", (q, 1)).passed
+
+
+@pytest.mark.parametrize("answer, expected", [
+    (lambda q: (0.0, 1.0), "still acts on x + 0 = x"), (lambda q: (1.0, 1.0), "the shortcut still carries x"),
+    (lambda q: (0.5, 1.0), "this x is shifted"), (lambda q: (q, 0.0), "ReLU(0) = 0"),
+    (lambda q: (q, 0.5), "not on half the entries"), (lambda q: (1.0, q), "swapped"),
+    (lambda q: (100 * q, 100.0), "percentages"), (lambda q: "a", "write two numbers"),
+    (lambda q: (q,), "write two numbers"), (lambda q: (q, "one"), "should be numbers"),
+    (lambda q: (q + 0.2, 1.0), "follow x through the block"),
 ])
-def test_concept_questions_accept_any_spelling_and_explain_each_wrong_option(qid, right, wrong):
-    for answer in (right, right.upper(), f" {right} ", [right]):
-        assert grade(qid, answer).passed, answer
-    for letter, why in wrong.items():
-        assert why in failure(qid, letter)
-    assert "not an option" in failure(qid, "e")
-    assert "answer with a letter" in failure(qid, 2)
+def test_zero_gamma_names_each_mistake(answer, expected):
+    assert abs(zero_fraction_of_x() - 0.5) > 0.1                       # the common x is shifted
+    assert expected in failure("zero_gamma", answer(zero_fraction_of_x()))
+    assert not grade("zero_gamma", None).attempted
+
+
+def test_zero_gamma_input_is_drawn_per_student_and_the_truth_follows():
+    fractions = {}
+    for sid in ("", "alice", "bob", "carol"):
+        set_student(sid)
+        fractions[sid] = zero_fraction_of_x()
+        assert grade("zero_gamma", (fractions[sid], 1.0)).passed
+    set_student("")
+    assert len({round(f, 2) for f in fractions.values()}) >= 3
+
+
+def test_block_parameters_draws_the_block_per_student_and_names_the_same_mistakes():
+    blocks = set()
+    for sid in ("alice", "bob", "carol", "dave", "erin"):
+        set_student(sid)
+        c_in, c_out, stride = block_case()
+        blocks.add((c_in, c_out))
+        truth = 9 * c_in * c_out + 9 * c_out * c_out + c_in * c_out + 6 * c_out
+        assert count_parameters(ResidualBlock(c_in, c_out, stride)) == truth and grade("block_parameters", truth).passed
+        assert len(block_slips(c_in, c_out)) == 7 and truth not in block_slips(c_in, c_out)
+        assert "you left out the shortcut" in failure("block_parameters", truth - c_in * c_out - 2 * c_out)
+    set_student("")
+    assert len(blocks) >= 3
+    for c_in in (8, 12, 16, 20, 24):                                    # every drawable block names all seven
+        assert all(len(block_slips(c_in, k * c_in)) == 7 for k in (2, 3))
+
+
+def test_sheet_cases_sets_the_student_and_gives_the_checks_sizes():
+    cases = sheet_cases("alice")
+    assert student() == "alice" and cases["block"] == block_case() and cases["gap_map"] == gap_case()
+    assert torch.equal(cases["zero_gamma_x"], zero_gamma_input())
+    assert sheet_cases("")["block"] == (16, 32, 2) and sheet_cases("")["gap_map"] == (128, 6, 6)
+
+
+def conv1x1_einsum(x, weight, bias):
+    return torch.einsum("oc,nchw->nohw", weight[:, :, 0, 0], x) + bias[:, None, None]
+
+
+def conv1x1_permute(x, weight, bias):
+    return (x.permute(0, 2, 3, 1) @ weight[:, :, 0, 0].T + bias).permute(0, 3, 1, 2)
+
+
+def conv1x1_linear(x, weight, bias):
+    return F.linear(x.movedim(1, -1), weight.flatten(1), bias).movedim(-1, 1)
+
+
+def conv1x1_flatten(x, weight, bias):
+    n, _, h, w = x.shape
+    return (weight.flatten(1) @ x.flatten(2)).reshape(n, -1, h, w) + bias.view(-1, 1, 1)
+
+
+def conv1x1_broadcast(x, weight, bias):
+    return (x[:, None] * weight[None]).sum(2) + bias[None, :, None, None]
+
+
+def conv1x1_numpy(x, weight, bias):
+    return np.tensordot(np.asarray(weight)[:, :, 0, 0], np.asarray(x), axes=([1], [1])).transpose(1, 0, 2, 3) \
+        + np.asarray(bias)[:, None, None]
+
+
+def conv1x1_module(x, weight, bias):
+    layer = nn.Conv2d(weight.shape[1], weight.shape[0], 1).double()
+    with torch.no_grad():
+        layer.weight.copy_(weight), layer.bias.copy_(bias)
+    return layer(x)
+
+
+CONV1X1_MISTAKES = {
+    "F.conv2d": (lambda x, w, b: F.conv2d(x, w, b), "calls F.conv2d"),
+    "nn.Conv2d": (conv1x1_module, "calls F.conv2d"),
+    "no bias": (lambda x, w, b: torch.einsum("oc,nchw->nohw", w[:, :, 0, 0], x), "the bias is missing"),
+    "transposed": (lambda x, w, b: torch.einsum("co,nchw->nohw", w[:, :, 0, 0], x) + b[:, None, None],
+                   "the weight is used transposed"),
+    "bias on the width": (lambda x, w, b: torch.einsum("oc,nchw->nohw", w[:, :, 0, 0], x) + b,
+                          "the bias is added along the last axis"),
+    "reshape without permute": (lambda x, w, b: (x.reshape(-1, x.shape[1]) @ w[:, :, 0, 0].T + b).reshape(
+        x.shape[0], -1, *x.shape[2:]), "mixes pixels and channels"),
+    "channels last": (lambda x, w, b: x.permute(0, 2, 3, 1) @ w[:, :, 0, 0].T + b, "channels last"),
+    "returns nothing": (lambda x, w, b: None, "returned None"),
+    "sums over the pixels": (lambda x, w, b: conv1x1_einsum(x, w, b).sum((2, 3), keepdim=True), "has shape"),
+}
+
+
+@pytest.mark.parametrize("answer", [conv1x1_einsum, conv1x1_permute, conv1x1_linear, conv1x1_flatten,
+                                    conv1x1_broadcast, conv1x1_numpy, sheet_answer("conv1x1")])
+def test_conv1x1_accepts_einsum_matmul_linear_broadcasting_and_numpy(answer):
+    result = grade("conv1x1", answer)
+    assert result.passed and result.points == 2, result.message
+
+
+@pytest.mark.parametrize("mistake", sorted(CONV1X1_MISTAKES))
+def test_conv1x1_names_each_mistake(mistake):
+    answer, expected = CONV1X1_MISTAKES[mistake]
+    message = failure("conv1x1", answer)
+    assert expected in message and "einsum('oc" not in message
+
+
+def test_conv1x1_tries_the_edge_sizes_and_draws_the_rest_per_student():
+    seen = {}
+    for sid in ("", "alice"):
+        set_student(sid)
+        shapes = []
+        spy = lambda x, w, b: shapes.append((*x.shape, w.shape[0])) or conv1x1_einsum(x, w, b)
+        assert grade("conv1x1", spy).passed
+        seen[sid] = shapes
+    set_student("")
+    for shapes in seen.values():
+        assert (1, 1, 1, 1, 1) in shapes and any(s[1] == 1 for s in shapes) and any(s[4] == 1 for s in shapes)
+        assert any(s[2] == s[3] == 1 for s in shapes)
+    assert seen[""] != seen["alice"]
+    assert not grade("conv1x1", lambda *a: (_ for _ in ()).throw(NotImplementedError())).attempted
+
+
+@pytest.mark.parametrize("answer", [44800, np.int64(44800), torch.tensor(44800)])
+def test_gap_saving_accepts_the_count_as_any_integer(answer):
+    assert grade("gap_saving", answer).passed
+
+
+@pytest.mark.parametrize("answer, expected", [
+    (46090, "the flattening head's size"), (46080, "the flattening head's weights"),
+    (4480, "both heads scale with 10"), (44810, "a bias counted in one head only"),
+    (44790, "a bias counted in one head only"), (46070, "the GAP head takes C numbers"),
+    (35.73, "looks like a ratio"), (44800.0, "a count is a whole number"), (12345, "count each head's"),
+    ("44800", "a count is a whole number"),
+])
+def test_gap_saving_names_each_mistake_without_stating_the_count(answer, expected):
+    message = failure("gap_saving", answer)
+    assert expected in message and "44,800" not in message and "44800" not in message.replace(str(answer), "")
+
+
+def test_gap_saving_draws_the_map_per_student():
+    set_student("bob")
+    c, h, w = gap_case()
+    assert (c, h, w) != (128, 6, 6) and grade("gap_saving", 10 * c * (h * w - 1)).passed
+    assert not grade("gap_saving", 44800).passed
+    set_student("")
+
+
+AUGMENT = transforms.RandomAffine(degrees=10, translate=(0.1, 0.1))
+
+
+class Digits(Dataset):
+    def __init__(self, images, labels, transform=None):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        x = self.images[i][None].float() / 255
+        return (self.transform(x) if self.transform else x), self.labels[i]
+
+
+def loader_dataset(images, labels, batch_size, train):
+    return DataLoader(Digits(images, labels, AUGMENT if train else None), batch_size=batch_size, shuffle=train)
+
+
+def loader_collate(images, labels, batch_size, train):
+    """TensorDataset of floats; the training batches augmented image by image in collate_fn."""
+    data = TensorDataset(images.unsqueeze(1).float().div(255), labels)
+    if not train:
+        return DataLoader(data, batch_size=batch_size)
+    augment_batch = lambda batch: (torch.stack([AUGMENT(x) for x, _ in batch]), torch.stack([y for _, y in batch]))
+    return DataLoader(data, batch_size=batch_size, shuffle=True, collate_fn=augment_batch)
+
+
+def loader_compose(images, labels, batch_size, train):
+    """A Compose of ConvertImageDtype (uint8 / 255) and the augmentation, with extra draws of its own."""
+    torch.rand(3)
+    steps = [transforms.Lambda(lambda x: x[None]), transforms.ConvertImageDtype(torch.float32)] + [AUGMENT] * train
+    return DataLoader(_Composed(images, labels, transforms.Compose(steps)), batch_size=batch_size, shuffle=train)
+
+
+class _Composed(Digits):
+    def __getitem__(self, i):
+        return self.transform(self.images[i]), self.labels[i]
+
+
+def loader_with(**changes):
+    """loader_dataset with one thing changed: scale, channel, augment_eval, augment_train, shuffle, drop_last, dtype."""
+    scale, channel = changes.get("scale", lambda x: x.float() / 255), changes.get("channel", True)
+
+    class Changed(Digits):
+        def __getitem__(self, i):
+            x = scale(self.images[i][None] if channel else self.images[i])
+            return (self.transform(x) if self.transform else x), self.labels[i]
+
+    def make(images, labels, batch_size, train):
+        transform = AUGMENT if changes.get("augment_eval", train and changes.get("augment_train", True)) else None
+        shuffle = changes.get("shuffle", train)
+        return DataLoader(Changed(images, labels, transform), batch_size=batch_size, shuffle=shuffle,
+                          drop_last=changes.get("drop_last", False))
+    return make
+
+
+def loader_shuffled_once(images, labels, batch_size, train):
+    """The data permuted once when the loader is made, then served in that order every epoch."""
+    order = torch.randperm(len(labels)) if train else torch.arange(len(labels))
+    return DataLoader(Digits(images[order], labels[order], AUGMENT if train else None), batch_size=batch_size)
+
+
+def loader_list(images, labels, batch_size, train):
+    return list(loader_dataset(images, labels, batch_size, train))
+
+
+def loader_generator(images, labels, batch_size, train):
+    return iter(loader_dataset(images, labels, batch_size, train))
+
+
+def loader_collating(collate):
+    """loader_dataset whose batches are collate(default batch)."""
+    return lambda images, labels, batch_size, train: DataLoader(
+        Digits(images, labels, AUGMENT if train else None), batch_size=batch_size, shuffle=train,
+        collate_fn=lambda batch: collate(default_collate(batch)))
+
+
+LOADER_MISTAKES = {
+    "drop_last": (loader_with(drop_last=True), "the last incomplete batch of"),
+    "no channel": (loader_with(channel=False), "without the channel dimension"),
+    "bytes": (loader_with(scale=lambda x: x, augment_train=False), "x is uint8"),
+    "not scaled": (loader_with(scale=lambda x: x.float(), augment_train=False), "still 0 to 255"),
+    "normalised": (loader_with(scale=lambda x: (x.float() / 255 - 0.1307) / 0.3081), "without normalising"),
+    "float64": (loader_with(scale=lambda x: x.double() / 255), "x is float64"),
+    "eval shuffled": (loader_with(shuffle=True), "evaluation needs no shuffling"),
+    "train in order": (loader_with(shuffle=False), "in the stored order: shuffle them"),
+    "augments in eval": (loader_with(augment_eval=True), "augmentation is for training only"),
+    "never augments": (loader_with(augment_train=False), "pass each image through augment"),
+    "shuffled once": (loader_shuffled_once, "shuffled once, not at every epoch"),
+    "a list of batches": (loader_list, "returned a list, not a DataLoader"),
+    "a generator": (loader_generator, "not a DataLoader"),
+    "returns nothing": (lambda *args: None, "returned None"),
+    "float labels": (loader_collating(lambda b: (b[0], b[1].float())), "cross-entropy takes int64"),
+    "images only": (loader_collating(lambda b: b[0]), "each batch should be a pair"),
+}
+
+
+@pytest.mark.parametrize("answer", [loader_dataset, loader_collate, loader_compose, sheet_answer("make_loader")])
+def test_make_loader_accepts_a_dataset_a_collate_fn_and_a_compose(answer):
+    result = grade("make_loader", answer)
+    assert result.passed and result.points == 2, result.message
+
+
+@pytest.mark.parametrize("mistake", sorted(LOADER_MISTAKES))
+def test_make_loader_names_each_mistake(mistake):
+    answer, expected = LOADER_MISTAKES[mistake]
+    message = failure("make_loader", answer)
+    assert expected in message and "shuffle=train)" not in message
+
+
+def test_make_loader_leaves_the_global_random_stream_alone_and_passes_through_the_grader():
+    torch.manual_seed(5)
+    expected = torch.rand(1)
+    torch.manual_seed(5)
+    assert grade("make_loader", loader_dataset).passed and torch.equal(torch.rand(1), expected)
+    for answer in (loader_dataset, LOADER_MISTAKES["shuffled once"][0]):
+        replayed, direct = replay("make_loader", record("make_loader", answer)), grade("make_loader", answer)
+        assert (replayed.passed, replayed.message) == (direct.passed, direct.message)
+
+
+def test_make_loader_cases_keep_a_last_incomplete_batch_and_one_larger_than_the_data():
+    for sid in ("", "alice", "bob"):
+        set_student(sid)
+        cases = loader_cases()
+        assert all(n % size for n, size, _, _ in cases) and any(size > n for n, size, _, _ in cases)
+        assert any(n % size == 1 for n, size, _, _ in cases)
+    set_student("")
 
 
 def fixed_forward_sum_first(self, x):

@@ -1,5 +1,9 @@
 """Questions of notebook 06 (ResNet upgrade): the residual block and its shortcut, squeeze-and-excitation,
-a block's parameters and output shape, what residual connections fix, a buggy block, BatchNorm's backward."""
+a block's parameters and output shape, a block whose last BatchNorm scale is zero, a 1x1 convolution by hand,
+what global average pooling saves, a data loader with augmentation, a buggy block, BatchNorm's backward.
+
+The predict and numeric questions draw their sizes per student: `sheet_cases(student_id)` gives a sheet the
+sizes its checks will use."""
 from __future__ import annotations
 
 import copy
@@ -12,10 +16,9 @@ from torch import nn
 
 from ..cost import count_parameters
 from ..resnets import ResidualBlock, SEBlock
-from . import Mistake, question, written_question
-from .tools import case_generator
-from .tools import (Watch, as_tensor, calling, expect_choice, expect_close, expect_count, expect_shape, forbid,
-                    grad_check)
+from . import Mistake, question, set_student, student, written_question
+from .tools import (Watch, as_tensor, calling, case_generator, case_random, expect_close, expect_count, expect_shape,
+                    forbid, grad_check, is_integer, variant_seed)
 
 NOTEBOOK = "06_resnet_upgrade"
 BLOCK_CASES = [(8, 8, 1), (8, 16, 1), (8, 8, 2), (8, 16, 2)]     # (channels equal/different) x (stride 1/2)
@@ -275,7 +278,31 @@ def check_se_block(StudentSE) -> str:
     return "squeeze (mean), excite (bottleneck with ReLU, sigmoid gates) and per-channel scaling match the reference."
 
 
-PREDICT_BLOCK = (16, 32, 2)
+PREDICT_BLOCK = (16, 32, 2)                      # the common case of block_parameters, and stride2_shape's block
+
+
+def block_case() -> tuple[int, int, int]:
+    """block_parameters' block (C_in, C_out, stride 2) for the current student; PREDICT_BLOCK without an id."""
+    if not student():
+        return PREDICT_BLOCK
+    r = case_random(61)
+    c_in = r.choice([8, 12, 16, 20, 24])
+    return c_in, c_in * r.choice([2, 3]), 2
+
+
+def block_slips(c_in: int, c_out: int) -> dict[int, str]:
+    """block_parameters' named miscounts of ResidualBlock(c_in, c_out, 2): wrong count -> what was miscounted."""
+    truth = count_parameters(ResidualBlock(c_in, c_out, 2))
+    projection, bn_affine = c_in * c_out, 3 * 2 * c_out               # 1x1 weights; gamma and beta of 3 BatchNorms
+    return {truth - projection - bn_affine // 3: f"you left out the shortcut: {c_in} -> {c_out} channels with "
+                                                 "stride 2 needs the projection (a 1x1 convolution and its BatchNorm)",
+            truth - projection: "you left out the projection's 1x1 convolution",
+            truth - bn_affine: "you left out the BatchNorms' learned scale and shift",
+            truth + bn_affine: "you counted the BatchNorms' running mean and variance: they are buffers, "
+                               "not parameters",
+            truth + 3 * c_out: "you counted a bias for each convolution; these have none (a BatchNorm follows)",
+            truth + 2 * c_out: "you counted a bias for the two 3x3 convolutions; they have none (a BatchNorm follows)",
+            truth + 8 * projection: "you counted the projection as a 3x3 convolution; it is 1x1"}
 
 
 @question("block_parameters", NOTEBOOK, answer_name="predicted_block_parameters", kind="predict", hints=(
@@ -283,33 +310,23 @@ PREDICT_BLOCK = (16, 32, 2)
     "A k x k convolution from C_in to C_out without bias has C_out * C_in * k * k weights; a BatchNorm has a "
     "learned scale and shift per channel (its running statistics are buffers, not parameters). Channels change "
     "and the stride is 2, so the shortcut projects."),
-    reveal="conv1 32*16*9 = 4,608, bn1 64, conv2 32*32*9 = 9,216, bn2 64, projection 32*16 = 512 and its BatchNorm 64: "
-    "14,528.")
+    reveal="9 C_in C_out + 9 C_out^2 + C_in C_out + 3 * 2 C_out: conv1, conv2, the 1x1 projection, and a scale and "
+    "a shift for each of the three BatchNorms. For ResidualBlock(16, 32, 2): 4,608 + 9,216 + 512 + 192 = 14,528.")
 def check_block_parameters(predicted) -> str:
-    c_in, c_out, stride = PREDICT_BLOCK
+    c_in, c_out, stride = block_case()
     truth = count_parameters(ResidualBlock(c_in, c_out, stride))
-    projection, bn_affine = c_in * c_out, 3 * 2 * c_out               # 1x1 weights; gamma and beta of 3 BatchNorms
-    named = {truth - projection - bn_affine // 3: "you left out the shortcut: 16 -> 32 channels with stride 2 "
-                                                  "needs the projection (a 1x1 convolution and its BatchNorm)",
-             truth - projection: "you left out the projection's 1x1 convolution",
-             truth - bn_affine: "you left out the BatchNorms' learned scale and shift",
-             truth + bn_affine: "you counted the BatchNorms' running mean and variance: they are buffers, "
-                                "not parameters",
-             truth + 3 * c_out: "you counted a bias for each convolution; these have none (a BatchNorm follows)",
-             truth + 2 * c_out: "you counted a bias for the two 3x3 convolutions; they have none (a BatchNorm follows)",
-             truth + 8 * projection: "you counted the projection as a 3x3 convolution; it is 1x1"}
-    what = f"predicted_block_parameters (ResidualBlock{PREDICT_BLOCK})"
+    what = f"predicted_block_parameters (ResidualBlock({c_in}, {c_out}, stride={stride}))"
     try:
         expect_count(predicted, truth, what)
     except Mistake as m:
-        whole = isinstance(predicted, (int, np.integer)) and not isinstance(predicted, (bool, np.bool_))
-        reason = named.get(int(predicted)) if whole else None
+        reason = block_slips(c_in, c_out).get(int(predicted)) if is_integer(predicted) else None
         if reason:
             raise Mistake(f"{what} is {int(predicted):,}: {reason}. The cell below measures {truth:,}.",
                           "hint('block_parameters') says more.") from None
         raise Mistake(f"{m.message} The cell below measures it; count each layer's weights again.",
                       m.hint or "hint('block_parameters') says more.") from None
-    return f"{truth:,} parameters, the 3x3 weights dominating and the projection adding {projection + 2 * c_out}."
+    return (f"{truth:,} parameters, the 3x3 weights dominating and the projection adding "
+            f"{c_in * c_out + 2 * c_out:,}.")
 
 
 @question("stride2_shape", NOTEBOOK, answer_name="predicted_output_shape", kind="predict", hints=(
@@ -342,45 +359,319 @@ def check_stride2_shape(predicted) -> str:
     return f"{truth}: out_channels, and 13 rows with padding 1 and stride 2 give 7."
 
 
-PURPOSE_OPTIONS = {
-    "a": "vanishing gradients were already largely addressed by normalized initialisation and BatchNorm (He et al. "
-         "2016 say so, and §3.3 measured a He-initialised plain stack's gradients): deep plain nets with BatchNorm "
-         "and He initialisation do train, so this is not what shortcuts fix.",
-    "b": "degradation: a deeper plain network reaches a higher training error than a shallower one, although it "
-         "could copy it with identity layers; shortcuts make the identity the default (F = 0).",
-    "c": "over-fitting would show a lower training error and a higher test error; degradation is a higher "
-         "training error, an optimisation problem, not a generalisation one.",
-    "d": "shortcuts are not a regulariser: they add no penalty and no noise, and they store nothing across inputs; "
-         "they change which functions are easy to reach from the initial weights.",
-}
+def zero_gamma_input() -> torch.Tensor:
+    """zero_gamma's input for the current student: (4, 8, 6, 6), standard normal shifted by a drawn offset."""
+    shift = case_random(62).choice([-0.7, -0.5, -0.3, 0.3, 0.5, 0.7])
+    return torch.randn(4, 8, 6, 6, generator=case_generator(62)) + shift
 
 
-@question("resnet_purpose", NOTEBOOK, answer_name="resnet_fixes", kind="concept", hints=(
-    "Reread §3.3 and §3.4 of the lecture: which error got worse with depth, the training or the test error?",
-    "He et al. (2016) wrote that vanishing gradients 'have been largely addressed by normalized initialization "
-    "and intermediate normalization layers'. The problem they found was in training error."),
-    reveal="(b): degradation, the higher training error of deeper plain networks.")
-def check_resnet_purpose(answer) -> str:
-    return expect_choice(answer, PURPOSE_OPTIONS, "b", "resnet_fixes", "run hint('resnet_purpose').")
+def zero_gamma_blocks() -> tuple[ResidualBlock, Callable[[torch.Tensor], torch.Tensor]]:
+    """A ResidualBlock(8, 8) with bn2's scale set to 0, and the plain block made of its branch (no shortcut)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        block = ResidualBlock(8, 8)
+    nn.init.zeros_(block.bn2.weight)
+    return block, lambda x: torch.relu(block.bn2(block.conv2(torch.relu(block.bn1(block.conv1(x))))))
 
 
-RELU_OPTIONS = {
-    "a": "∂L/∂x = ∂L/∂y (I + ∂F/∂x) holds for y = x + F(x) without the ReLU; the ReLU after the addition multiplies "
-         "the gradient by its 0/1 mask first.",
-    "b": "the ReLU acts on the sum x + F(x), not on x before the addition; a negative x can still pass where F(x) "
-         "makes the sum positive.",
-    "c": "the gradient of y = ReLU(x + F(x)) with respect to x is masked by 1[x + F(x) > 0]: where the sum is "
-         "negative the identity path carries no gradient; pre-activation blocks move the ReLU into the branch.",
-    "d": "a ReLU never makes outputs negative; it zeroes the negative part of the sum.",
-}
+def _fractions(value: Any, what: str, more: str) -> tuple[float, float]:
+    """A predicted pair of fractions as two floats, or a Mistake saying what form it should take."""
+    if isinstance(value, torch.Tensor):
+        value = value.tolist()
+    if not isinstance(value, (tuple, list, np.ndarray)) or len(value) != 2:
+        raise Mistake(f"{what} is {value!r:.60}: write two numbers, (residual, plain), e.g. (0.1, 0.2).", more)
+    try:
+        pair = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise Mistake(f"{what} is {value!r:.60}: both entries should be numbers.", more) from None
+    if any(not 0 <= v <= 1 for v in pair):
+        scale = " (percentages? write 0.25 for 25 %)" if all(0 <= v <= 100 for v in pair) else ""
+        raise Mistake(f"{what} is {pair}: a fraction of entries lies between 0 and 1{scale}.", more)
+    return pair
 
 
-@question("relu_after_add", NOTEBOOK, answer_name="relu_effect", kind="concept", hints=(
-    "Write the gradient of y = ReLU(x + F(x)) with respect to x with the chain rule: what does the ReLU contribute?",
-    "ReLU'(z) is 1 where z > 0 and 0 elsewhere; here z is the sum x + F(x)."),
-    reveal="(c): the 0/1 mask of the sum switches the identity path off wherever x + F(x) < 0.")
-def check_relu_after_add(answer) -> str:
-    return expect_choice(answer, RELU_OPTIONS, "c", "relu_effect", "run hint('relu_after_add').")
+@question("zero_gamma", NOTEBOOK, answer_name="predicted_zero_fractions", kind="predict", hints=(
+    "Start at bn2: with its scale gamma = 0 and its shift beta = 0, what does it output, whatever comes in? Then "
+    "write out the last line of each block with that value in place of F(x).",
+    "The residual block is left with ReLU(x + something), the plain block with ReLU(something) for the same "
+    "something. A ReLU outputs exactly 0 where its input is not positive: the cell above printed how much of x "
+    "that is."),
+    reveal="(fraction of x that is <= 0, 1.0): F(x) = bn2(...) = 0 * x_hat + 0 = 0, so the residual block outputs "
+    "relu(x + 0) = relu(x), zero where x <= 0, and the plain block relu(0) = 0 everywhere.")
+def check_zero_gamma(predicted) -> str:
+    more = "hint('zero_gamma') says more."
+    what = "predicted_zero_fractions (residual, plain)"
+    x = zero_gamma_input()
+    block, plain = zero_gamma_blocks()
+    with torch.no_grad():
+        truth = tuple(float((f(x) == 0).double().mean()) for f in (block, plain))
+    pair, negative = _fractions(predicted, what, more), float((x < 0).double().mean())
+    close = lambda a, b: abs(a - b) <= 0.02
+    measured = f"The cell below measures ({truth[0]:.2f}, {truth[1]:.2f})."
+    if close(pair[0], truth[0]) and close(pair[1], truth[1]):
+        return (f"({truth[0]:.2f}, {truth[1]:.2f}): the residual block passes x through its final ReLU unchanged "
+                "where x > 0; the plain block outputs zeros (and passes no gradient back).")
+    if close(pair[0], truth[1]) and close(pair[1], truth[0]):
+        raise Mistake(f"{what} is {pair}: the two are swapped; the residual block comes first. {measured}", more)
+    residual = {0.0: "the ReLU after the addition still acts on x + 0 = x: it zeroes the entries where x is "
+                     "negative",
+                1.0: "the shortcut still carries x past the silenced branch: only the entries where x is not "
+                     "positive are zeroed",
+                0.5: f"half would be right for x centred at 0, but this x is shifted: {100 * negative:.0f} % of "
+                     "its entries are negative"}
+    plain_ = {0.0: "the plain block has no shortcut: with gamma = 0 its branch is 0 everywhere and ReLU(0) = 0",
+              0.5: "the plain block has no shortcut: ReLU(0) = 0 everywhere, not on half the entries"}
+    for got, want, named in ((pair[0], truth[0], residual), (pair[1], truth[1], plain_)):
+        if not close(got, want):
+            reason = next((why for value, why in named.items() if close(got, value)),
+                          "follow x through the block with bn2's output set to 0")
+            raise Mistake(f"{what} is {pair}: {reason}. {measured}", more)
+    raise Mistake(f"{what} is {pair}. {measured}", more)              # unreachable: one of the two differs
+
+
+def conv1x1_cases() -> list[tuple[int, int, int, int, int]]:
+    """conv1x1's cases (N, C_in, C_out, H, W): equal channels with W == C_out first (a transposed weight or a bias
+    added along the width shows), then one channel in, one out, a 1x1 map, and two drawn for the student."""
+    r = case_random(63)
+    drawn = [(r.randint(1, 4), r.randint(2, 6), r.randint(2, 6), r.randint(2, 6), r.randint(2, 6)) for _ in range(2)]
+    return [(2, 3, 3, 4, 3), (1, 1, 1, 1, 1), (2, 1, 4, 3, 5), (3, 5, 1, 1, 1), *drawn]
+
+
+CONV_FORBIDDEN = {F.conv2d: "F.conv2d", torch.convolution: "torch.convolution",
+                  F.conv_transpose2d: "F.conv_transpose2d"}
+
+
+def _conv1x1_variants(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
+    """conv1x1 with each classic mistake, where its shapes allow it."""
+    n, c_in, h, wd = x.shape
+    m = w[:, :, 0, 0]                                                               # (C_out, C_in)
+    right = torch.einsum("oc,nchw->nohw", m, x)
+    variants = {"the bias is missing: every output channel adds its own bias": right,
+                "x.reshape(-1, C_in) on (N, C, H, W) mixes pixels and channels: move the channels last first "
+                "(permute) or multiply over the channel axis": (x.reshape(-1, c_in) @ m.T + b).reshape(
+                    n, -1, h, wd)}
+    if m.shape[0] == m.shape[1]:
+        variants["the weight is used transposed: weight[o, i] takes input channel i to output channel o"] = (
+            torch.einsum("co,nchw->nohw", m, x) + b[:, None, None])
+    if wd == m.shape[0]:
+        variants["the bias is added along the last axis (the width): it belongs to the channel axis, "
+                 "shape (C_out, 1, 1)"] = right + b
+    return variants
+
+
+@question("conv1x1", NOTEBOOK, points=2, hints=(
+    "Fix one pixel (n, h, w): its C_in values form a vector. What does a 1x1 convolution do to that vector, "
+    "and is it the same for every pixel?",
+    "The same (C_out, C_in) matrix, the weight without its two 1x1 axes, multiplies every pixel's channel vector; "
+    "the bias adds one value per output channel. torch.einsum, or moving the channels last with permute and "
+    "using @, does it for all pixels at once."),
+    reveal="return torch.einsum('oc,nchw->nohw', weight[:, :, 0, 0], x) + bias[:, None, None]")
+def check_conv1x1(student: Callable[..., Any]) -> str:
+    more = "hint('conv1x1') says more."
+    g = case_generator(63)
+    for n, c_in, c_out, h, w in conv1x1_cases():
+        x = torch.randn(n, c_in, h, w, generator=g, dtype=torch.float64)
+        weight = torch.randn(c_out, c_in, 1, 1, generator=g, dtype=torch.float64)
+        bias = torch.randn(c_out, generator=g, dtype=torch.float64)
+        want = F.conv2d(x, weight, bias)
+        with Watch(CONV_FORBIDDEN) as watch, calling("conv1x1", x, weight, bias):
+            out = student(x.clone(), weight.clone(), bias.clone())
+        forbid(watch.used, "conv1x1", "write it as a product over the channel axis; F.conv2d is the reference.")
+        what = f"conv1x1 on x {tuple(x.shape)}, weight {tuple(weight.shape)}"
+        if out is None:
+            raise Mistake(f"{what}: it returned None: compute the output and return it.", more)
+        t = as_tensor(out, f"the output of {what}")
+        if tuple(t.shape) == (n, h, w, c_out) and (n, h, w, c_out) != (n, c_out, h, w):
+            raise Mistake(f"{what}: the output has shape {tuple(t.shape)}, channels last; PyTorch keeps them "
+                          f"second, ({n}, {c_out}, {h}, {w}): permute back.", more)
+        expect_shape(t, tuple(want.shape), f"the output of {what}", "one output channel per row of weight, the "
+                     "pixels (H, W) as they were.")
+        if not torch.allclose(t, want, atol=1e-9, rtol=1e-7):
+            for why, value in _conv1x1_variants(x, weight, bias).items():
+                if torch.allclose(t, value, atol=1e-9, rtol=1e-7):
+                    raise Mistake(f"{what}: {why}.", more)
+        expect_close(t, want, f"the output of {what} (against F.conv2d)", more, atol=1e-9, rtol=1e-7)
+    return ("agrees with F.conv2d in float64 on every case, one input or output channel and a 1x1 map included, "
+            "without calling a convolution.")
+
+
+def gap_case() -> tuple[int, int, int]:
+    """gap_saving's last feature map (C, H, W) for the current student; the report's (128, 6, 6) without an id."""
+    if not student():
+        return 128, 6, 6
+    r = case_random(64)
+    side = r.choice([3, 4, 5, 7])
+    return r.choice([32, 48, 64, 96]), side, side
+
+
+CLASSES = 10
+
+
+@question("gap_saving", NOTEBOOK, answer_name="gap_saved_parameters", kind="concept", hints=(
+    "Write both classifier heads as nn.Linear layers to the 10 classes: how many numbers enters each one, after "
+    "flattening the (C, H, W) map, and after averaging each channel over its pixels?",
+    "A Linear layer from n inputs to 10 outputs holds a weight per (input, class) pair and a bias per class; "
+    "average pooling itself learns nothing. Subtract the smaller head from the larger one."),
+    reveal="(10 * C * H * W + 10) - (10 * C + 10) = 10 * C * (H * W - 1); for the report's (128, 6, 6): "
+    "46,090 - 1,290 = 44,800.")
+def check_gap_saving(answer) -> str:
+    c, h, w = gap_case()
+    flat, gap = CLASSES * c * h * w + CLASSES, CLASSES * c + CLASSES
+    what = f"gap_saved_parameters (a ({c}, {h}, {w}) map, {CLASSES} classes)"
+    more = "hint('gap_saving') says more."
+    if isinstance(answer, float) and 0 < answer < 1e3 and not float(answer).is_integer():
+        raise Mistake(f"{what} is {answer:g}: that looks like a ratio; the question asks how many parameters "
+                      "fewer, a count.", more)
+    slips = {flat: "that is the flattening head's size; the question asks how many fewer the GAP head has",
+             flat - CLASSES: "that is the flattening head's weights; the question asks how many fewer the GAP head "
+                             "has",
+             c * h * w - c: "each of the 10 classes has its own weight for every input, so both heads scale with 10",
+             flat - gap + CLASSES: "a bias counted in one head only: both heads have 10 biases, which cancel",
+             flat - gap - CLASSES: "a bias counted in one head only: both heads have 10 biases, which cancel",
+             flat - 2 * CLASSES: "global average pooling averages each channel on its own: the GAP head takes C "
+                                 "numbers, not one"}
+    if is_integer(answer) and int(answer) in slips and int(answer) != flat - gap:
+        raise Mistake(f"{what} is {int(answer):,}: {slips[int(answer)]}.", more)
+    try:
+        expect_count(answer, flat - gap, what)
+    except Mistake as m:
+        shown = m.message.split(", expected")[0]                 # never state the expected count
+        raise Mistake(f"{shown}: count each head's weights and biases again.", more) from None
+    return (f"{flat - gap:,} fewer: the flattening head has {flat:,} parameters, the GAP head {gap:,}; and the GAP "
+            "head fits any H and W.")
+
+
+def _batches(loader: Any, what: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """One pass over the student's DataLoader, as (x, y) pairs: what `for x, y in loader` sees (a fresh iterator,
+    then its batches until StopIteration), through DataLoader's own methods so that the grader can replay it."""
+    try:
+        start = loader._get_iterator
+    except AttributeError:
+        raise Mistake(f"{what} returned a {type(loader).__name__}, not a DataLoader: return "
+                      "torch.utils.data.DataLoader(dataset, ...), which starts a new pass at every epoch.",
+                      "hint('make_loader') says more.") from None
+    found = []
+    with calling(f"iterating {what}"):
+        it = start()
+        while len(found) < 1000:
+            try:
+                batch = it._next_data()
+            except StopIteration:
+                break
+            if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+                raise Mistake(f"{what} yields a {type(batch).__name__}; each batch should be a pair (x, y).",
+                              "TensorDataset(images, labels), or a Dataset whose __getitem__ returns (x, y).")
+            found.append((batch[0], batch[1]))
+    return found
+
+
+def loader_cases() -> list[tuple[int, int, int, int]]:
+    """make_loader's cases (N, batch_size, H, W): a drawn N and batch size that leave a last incomplete batch,
+    a batch larger than the data set, and a last batch of one image."""
+    r = case_random(65)
+    n, size = r.randint(21, 40), r.randint(4, 8)
+    n += 1 if n % size == 0 else 0
+    return [(n, size, 28, 28), (5, 8, 10, 12), (7, 3, 9, 9)]
+
+
+def _check_batches(batches: list, n: int, size: int, h: int, w: int, what: str, more: str) -> tuple:
+    """The batch sizes, shapes, dtypes and range of one pass; returns all x (N, 1, H, W) and y (N,) in order."""
+    sizes, want = [len(as_tensor(y, "y")) for _, y in batches], [size] * (n // size) + ([n % size] if n % size else [])
+    if sizes == want[:-1] and n % size:
+        raise Mistake(f"{what} gives batches of {sizes}: the last incomplete batch of {n % size} is dropped, so "
+                      f"{n % size} of the {n} images are never seen.", "drop_last=False, the DataLoader's default.")
+    if sizes != want:
+        raise Mistake(f"{what} gives batches of {sizes} images, expected {want}.", more)
+    for x, y in batches:
+        if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+            raise Mistake(f"{what} yields {type(x).__name__} and {type(y).__name__}; x and y should be tensors.",
+                          more)
+        if tuple(x.shape) == (len(y), h, w):
+            raise Mistake(f"{what}: x has shape {tuple(x.shape)}, without the channel dimension: the model takes "
+                          f"(B, 1, {h}, {w}).", "x[None] or unsqueeze(0) per image, or unsqueeze(1) per batch.")
+        expect_shape(x, (len(y), 1, h, w), f"a batch x of {what}", more)
+        if x.dtype != torch.float32:
+            raise Mistake(f"{what}: x is {str(x.dtype).removeprefix('torch.')}; the model's weights are float32.",
+                          "convert with .float() before dividing by 255.")
+        if y.dtype != torch.int64 or tuple(y.shape) != (len(x),):
+            raise Mistake(f"{what}: y is {str(y.dtype).removeprefix('torch.')} of shape {tuple(y.shape)}; "
+                          "cross-entropy takes int64 labels of shape (B,).", more)
+        if x.min() < 0:
+            raise Mistake(f"{what}: x goes down to {x.min():.2f}: this loader gives pixel / 255 in [0, 1], "
+                          "without normalising (no transforms.Normalize here).", more)
+        if x.max() > 1.5:
+            raise Mistake(f"{what}: x goes up to {x.max():.0f}: the pixels are still 0 to 255; scale them to "
+                          "[0, 1].", more)
+    return torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])
+
+
+def _check_passes(epochs: list, images: torch.Tensor, labels: torch.Tensor, size: int, train: bool, drawn: bool,
+                  what: str, more: str) -> None:
+    """The passes over one loader: every image once per pass with its label; evaluation in the stored order and
+    unaugmented; training reshuffled at every pass (checked on the drawn case) and augmented."""
+    n, h, w = images.shape
+    stored = images[:, None].float() / 255
+    passes = []
+    for epoch, batches in enumerate(epochs, 1):
+        if not batches:
+            raise Mistake(f"{what}: pass {epoch} over it yields nothing.", more)
+        x, y = _check_batches(batches, n, size, h, w, what, more)
+        if sorted(y.tolist()) != sorted(labels.tolist()):
+            raise Mistake(f"{what}: pass {epoch} does not give every label once: each epoch visits every image "
+                          "exactly once.", more)
+        passes.append((x, y))
+    if not train and not torch.equal(passes[0][1], labels):
+        raise Mistake(f"{what}: the labels come in another order than stored: evaluation needs no shuffling "
+                      "(shuffle=False).", more)
+    if not train and not torch.equal(passes[0][0], stored):
+        raise Mistake(f"{what}: the images differ from the stored ones / 255: augmentation is for training only, "
+                      "and each image must stay with its label.", more)
+    if train and drawn and torch.equal(passes[0][1], labels):
+        raise Mistake(f"{what}: the training batches come in the stored order: shuffle them.", more)
+    if train and drawn and torch.equal(passes[0][1], passes[1][1]):
+        raise Mistake(f"{what}: both epochs come in the same order: the data were shuffled once, not at every "
+                      "epoch (DataLoader's shuffle=True reshuffles at each pass).", more)
+    by_label = stored[torch.argsort(labels)]                      # the stored image of each label
+    if train and all(torch.equal(x, by_label[y]) for x, y in passes):
+        raise Mistake(f"{what}: every training image equals its stored image / 255: pass each image through "
+                      "augment when train is True.", more)
+
+
+@question("make_loader", NOTEBOOK, points=2, hints=(
+    "Build it in two parts: a Dataset that returns one (image, label) pair as the model wants it, then a "
+    "DataLoader that batches and shuffles. Which of the two should know whether this is training?",
+    "Each image becomes a float (1, H, W) tensor divided by 255; augment is applied in __getitem__ (or a "
+    "transforms.Compose) only when train is True; shuffle=train, and the default drop_last=False keeps the last "
+    "incomplete batch."),
+    reveal="class Digits(Dataset): __len__ returns len(labels); __getitem__(i): x = images[i][None].float() / 255; "
+    "return (augment(x) if train else x), labels[i]. make_loader returns DataLoader(Digits(images, labels, train), "
+    "batch_size=batch_size, shuffle=train).")
+def check_make_loader(student: Callable[..., Any]) -> str:
+    more = "hint('make_loader') says more."
+    g = case_generator(65)
+    for case_no, (n, size, h, w) in enumerate(loader_cases()):
+        images = torch.randint(0, 256, (n, h, w), generator=g, dtype=torch.uint8)
+        labels = torch.randperm(n, generator=g)                   # each label names its image
+        with torch.random.fork_rng(devices=[]):                   # the student's draws: seeded, then put back
+            torch.manual_seed(variant_seed(65) + case_no)
+            for train in (False, True):
+                what = f"make_loader(images ({n}, {h}, {w}), labels, batch_size={size}, train={train})"
+                with calling(what):
+                    loader = student(images.clone(), labels.clone(), size, train)
+                if loader is None:
+                    raise Mistake(f"{what} returned None: return the DataLoader.", more)
+                epochs = [_batches(loader, what) for _ in range(1 + train)]
+                _check_passes(epochs, images, labels, size, train, case_no == 0, what, more)
+    return ("the right batch sizes (the last incomplete batch kept), float32 (B, 1, H, W) in [0, 1] and int64 "
+            "labels; evaluation in the stored order without augmentation, training reshuffled each epoch and "
+            "augmented.")
+
+
+def sheet_cases(student_id: str) -> dict[str, Any]:
+    """The sizes this sheet's checks draw for `student_id` (which they use from now on): block_parameters' block
+    (C_in, C_out, stride), zero_gamma's input x (4, 8, 6, 6) and gap_saving's last feature map (C, H, W)."""
+    set_student(student_id)
+    return {"block": block_case(), "zero_gamma_x": zero_gamma_input(), "gap_map": gap_case()}
 
 
 @question("fix_block", NOTEBOOK, answer_name="FixedBlock", kind="debug", points=2, hints=(
