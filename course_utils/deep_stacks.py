@@ -1,4 +1,4 @@
-"""Deep stacks of 3x3 convolutions for notebook 06 §3: initialisation, activations, gradient flow, degradation.
+"""Deep stacks of 3x3 convolutions for notebook 06, optional A-E: initialisation, activations, gradients, degradation.
 
 `conv_stack` builds x (N, 1, 28, 28) -> stem conv 1->C, stride 2, and max-pool 2 (N, C, 7, 7) -> `depth`
 layers of (C, 7, 7) -> flatten (N, 49 C) -> fc logits (N, 10). The flatten head lets a shallow stack classify as
