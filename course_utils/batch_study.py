@@ -225,7 +225,8 @@ def plot_smoothing_windows(recipe: dict[int, History], n_train: int, beta: float
     fig, ax = plt.subplots(figsize=(7, 3.4), layout="constrained")
     for b, h in recipe.items():
         n = images_seen(h, n_train, b)
-        ax.plot(n, ema(h.step_loss, beta), lw=0.8, alpha=0.6, label=f"batch {b}, EMA β={beta} ({b / (1 - beta):,.0f} images)")
+        ax.plot(n, ema(h.step_loss, beta), lw=0.8, alpha=0.6,
+                label=f"batch {b}, EMA β={beta} ({b / (1 - beta):,.0f} images)")
         ax.plot(n, ema_per_image(h.step_loss, b, max(images, 2 * b)), lw=1.8, label=f"batch {b}, per image")
     ax.set(xlabel="training images seen", ylabel="training loss", yscale="log", title="the report's recipe")
     ax.grid(alpha=0.3)
