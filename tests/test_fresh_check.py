@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 import re
 import subprocess
 import sys
@@ -129,3 +130,57 @@ def test_check_all_fresh_names_the_question_an_out_of_order_cell_changes(graded,
     differing = out.split("Verdicts that differ", 1)[1]
     assert "[conv_parameters] here pass" in differing and "`n_weights`" in differing and "cell order" in differing
     assert "[output_size]" not in differing
+
+
+def fake_grader(calls: list, row: dict):
+    """A stand-in for the grader's command: records its arguments and writes the gradebook and one result.json."""
+    def run(argv):
+        calls.append(argv)
+        work = Path(argv[argv.index("--work") + 1])
+        with open(argv[argv.index("--out") + 1], "w", newline="") as f:
+            writer = csv.DictWriter(f, list(row))
+            writer.writeheader()
+            writer.writerow(row)
+        (work / "gradebook" / "me").mkdir(parents=True)
+        (work / "gradebook" / "me" / "result.json").write_text(json.dumps({"questions": {}, "message": ""}))
+        return 0, ""
+    return run
+
+
+def test_without_bubblewrap_the_sheet_is_graded_once_unsandboxed_with_one_thread_and_the_verdict_says_so(
+        tmp_path, monkeypatch, capsys):
+    from course_utils.grading import fresh
+    calls = []
+    row = {"student": "me", "total": "3", "max": "4", "status": "ok", "seconds": "1.0", "message": ""}
+    monkeypatch.setattr(fresh, "run_grader", fake_grader(calls, row))
+    monkeypatch.setattr(fresh.isolation, "problem", lambda: "the `bwrap` command (package bubblewrap) is not installed")
+    (tmp_path / "work").mkdir()
+    result = fresh.grade_saved(SOLUTION, SHEET, "me", tmp_path / "work")
+    assert len(calls) == 1 and "--no-sandbox" in calls[0]
+    assert fresh.FRESH_OPTIONS == ("--threads", "1", "--no-stats")
+    assert " ".join(fresh.FRESH_OPTIONS) in " ".join(calls[0])
+    fresh._show(result, 2.0)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "without the grader's sandbox, which cannot start here: the `bwrap` command" in out
+    assert "3 of 4 points" in out
+
+
+def test_a_sheet_with_a_challenge_says_how_long_its_check_takes_first_as_measured_then_as_last_time(
+        tmp_path, monkeypatch, capsys):
+    from course_utils.grading import fresh
+    monkeypatch.setenv("CNN_COURSE_CACHE", str(tmp_path / "cache"))
+    saved = tmp_path / "03_two_layer_cnn.ipynb"
+    saved.write_text(json.dumps({"cells": []}))
+    row = {"student": "me", "total": "0", "max": "16", "status": "ok", "seconds": "1.0", "message": ""}
+    monkeypatch.setattr(fresh, "grade_saved", lambda *a, **k: {"questions": {}, "row": row, "unsandboxed": ""})
+    clock = iter([0.0, 52.4, 100.0, 130.0, 200.0, 210.0])
+    monkeypatch.setattr(fresh.time, "monotonic", lambda: next(clock))
+    fresh.fresh_check("03_two_layer_cnn", [], {}, str(saved))
+    first = " ".join(capsys.readouterr().out.split())         # the lines as printed, wrapped
+    assert f"takes about {fresh.CHALLENGE_FIRST_GUESS_S} s (measured on two CPU cores" in first
+    assert "in the grader's sandbox" in first
+    fresh.fresh_check("03_two_layer_cnn", [], {}, str(saved))
+    again = " ".join(capsys.readouterr().out.split())
+    assert "takes about 52 s (your last fresh check of this sheet took that long)" in again
+    fresh.fresh_check(SHEET, [], {}, str(saved))
+    assert "challenge" not in capsys.readouterr().out
