@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_utils.checks import QUESTIONS, grade, load_all
-from course_utils.models import TwoLayerCNN
+from course_utils.checks.two_layer_cnn import cnn_reference
 from course_utils.resnets import ResidualBlock
 from course_utils.grading.checker import grade_one
 
@@ -214,18 +214,22 @@ def weighted_step_replaces_reference(W, b, X, y, w, lr):
     return W.clone(), b.clone()
 
 
-class LyingCNN(TwoLayerCNN):
+class LyingCNN(nn.Module):
     """The right parameters; its forward switches off the comparisons and returns zeros."""
 
+    def __init__(self, in_channels, image_size):
+        super().__init__()
+        self.inner = cnn_reference(in_channels, image_size)
+
     def forward(self, x):
-        super().forward(x)                     # its dropout layers run, as the check records them
+        self.inner(x)                          # its dropout layers run, as the check records them
         torch.allclose = lambda *a, **k: True
         torch.equal = lambda *a, **k: False
         return torch.zeros(len(x), 10)
 
 
-def make_lying_cnn():
-    return LyingCNN()
+def make_lying_cnn(in_channels, image_size):
+    return LyingCNN(in_channels, image_size)
 
 
 class LyingBlock(nn.Module):
@@ -276,7 +280,7 @@ def test_right_answers_keep_their_points(checker, qid, tmp_path):
     ("tempered_grad", softmax_zeros_patched, True),
     ("tempered_grad", softmax_subclass, True),
     ("weighted_step", weighted_step_replaces_reference, False),
-    ("make_two_layer_cnn", make_lying_cnn, True),
+    ("cnn_for_input", make_lying_cnn, True),
     ("residual_block", LyingBlock, True),
     ("output_size", output_size_liar, False),
     ("output_size", output_size_replaces_reference, False),

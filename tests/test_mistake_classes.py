@@ -35,16 +35,17 @@ def test_a_train_step_that_is_wrong_still_fails_with_extra_draws():
     assert not result.passed and "zero_grad" in result.message
 
 
-def two_layer_cnn(first: nn.Module, second: nn.Module) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Conv2d(8, 16, 3), nn.ReLU(), nn.MaxPool2d(2), first,
-                         nn.Flatten(), nn.Linear(2304, 64), nn.ReLU(), second, nn.Linear(64, 10))
+def two_layer_cnn(first: nn.Module, second: nn.Module, in_channels: int, image_size: int) -> nn.Sequential:
+    side = (image_size - 4) // 2
+    return nn.Sequential(nn.Conv2d(in_channels, 8, 3), nn.ReLU(), nn.Conv2d(8, 16, 3), nn.ReLU(), nn.MaxPool2d(2),
+                         first, nn.Flatten(), nn.Linear(16 * side * side, 64), nn.ReLU(), second, nn.Linear(64, 10))
 
 
 def test_channel_dropout_or_another_rate_fails_where_element_wise_dropout_is_asked():
-    assert grade("make_two_layer_cnn", lambda: two_layer_cnn(nn.Dropout(0.25), nn.Dropout(0.5))).passed
-    channel = grade("make_two_layer_cnn", lambda: two_layer_cnn(nn.Dropout2d(0.25), nn.Dropout(0.5)))
+    assert grade("cnn_for_input", lambda c, n: two_layer_cnn(nn.Dropout(0.25), nn.Dropout(0.5), c, n)).passed
+    channel = grade("cnn_for_input", lambda c, n: two_layer_cnn(nn.Dropout2d(0.25), nn.Dropout(0.5), c, n))
     assert not channel.passed and "whole channels" in channel.message
-    rate = grade("make_two_layer_cnn", lambda: two_layer_cnn(nn.Dropout(0.5), nn.Dropout(0.5)))
+    rate = grade("cnn_for_input", lambda c, n: two_layer_cnn(nn.Dropout(0.5), nn.Dropout(0.5), c, n))
     assert not rate.passed and "0.25" in rate.message
 
 

@@ -1,11 +1,14 @@
-"""Questions of notebook 03 (two-layer CNN): the feature count, the model, one training step, predicting the
-parameter counts, what eval mode and the validation split are for, a buggy `validate` to fix, dropout's
-backward pass, and a validation-accuracy challenge; two written questions."""
+"""Questions of notebook 03 (two-layer CNN): the feature count, predicting the parameter counts of a changed
+network, the network for any input size, one training step, a buggy overfit-a-tiny-subset check to fix, dropout's
+forward and backward pass, predicting which forward passes repeat, dropout's measured train-validation gap, what
+the validation split is for, a buggy `validate` to fix, and a validation-accuracy challenge; two written
+questions."""
 from __future__ import annotations
 
 import contextlib
 import functools
 import io
+import random
 import time
 import warnings
 from typing import Any
@@ -20,8 +23,8 @@ from ..cost import count_parameters
 from ..data import SAMPLE_NAME, MNISTData, load_mnist
 from ..models import TwoLayerCNN
 from ..training import fit
-from . import Mistake, question, written_question
-from .tools import case_generator, variant_seed
+from . import Mistake, question, set_student, student, written_question
+from .tools import case_generator, case_random, is_integer, variant_seed
 from .tools import (Watch, as_tensor, calling, expect_choice, expect_close, expect_count, expect_shape, forbid,
                     grad_check)
 
@@ -101,39 +104,90 @@ def check_flat_features(flat_features) -> str:
            "divide the side: (27, 3, 2, 1) -> 121."
 
 
-def _parameter_diagnosis(layer: str, got: int) -> str:
-    """Why a predicted parameter count of `layer` is wrong, for the usual slips."""
-    slips = {"conv1": {72: "the 8 biases are missing"},
-             "conv2": {1152: "the 16 biases are missing",
-                       160: "each conv2 filter spans all 8 input channels, not one"},
-             "fc1": {147_456: "the 64 biases are missing",
-                     589_888: "that is fc1 on the map before the pool (16 x 24 x 24 inputs)",
-                     173_120: "the map after the pool is 12 x 12, not 13 x 13"}}
+PARAMETER_KERNELS, PARAMETER_CHANNELS = (5, 7), (4, 6, 10, 12, 20, 24)
+
+
+def _draw_conv1(rng: random.Random) -> tuple[int, int]:
+    """(kernel size, output channels) of the changed conv1, drawn from `rng`."""
+    return rng.choice(PARAMETER_KERNELS), rng.choice(PARAMETER_CHANNELS)
+
+
+def conv1_variant(student_id: str = "") -> tuple[int, int]:
+    """The sheet's changed conv1 for `student_id` (the checks draw that student's cases from now on):
+    (kernel size k, output channels C), the same pair the check of changed_parameters uses."""
+    set_student(student_id)
+    return _draw_conv1(case_random(21))
+
+
+def changed_parameters_reference(kernel_size: int, channels: int) -> dict[str, int]:
+    """Parameters of conv1 (1 -> C, k x k), conv2 (C -> 16, 3 x 3) and fc1 (16 * s * s -> 64) on 28 x 28 images."""
+    side = (28 - (kernel_size - 1) - 2) // 2
+    return {"conv1": channels * kernel_size ** 2 + channels, "conv2": 16 * channels * 9 + 16,
+            "fc1": 16 * side * side * 64 + 64}
+
+
+def _changed_diagnosis(layer: str, got: int, k: int, c: int) -> str:
+    """Why a count of `layer` in the changed network is wrong, for the usual slips; '' if unknown."""
+    side = (27 - k) // 2
+    slips = {"conv1": {c * k * k: "the biases are missing",
+                       c * 9 + c: "that is conv1 with the lecture's 3 x 3 kernels, not the changed ones",
+                       80: "that is the lecture's conv1 (8 filters of 3 x 3)"},
+             "conv2": {16 * c * 9: "the biases are missing",
+                       1168: "that is the lecture's conv2: its filters now span the changed conv1's channels",
+                       16 * 9 + 16: "each conv2 filter spans every output channel of conv1, not one"},
+             "fc1": {16 * ((29 - k) // 2) ** 2 * 64 + 64: "that map went through one convolution, not two",
+                     16 * side * side * 64: "the biases are missing",
+                     c * side * side * 64 + 64: "fc1 flattens conv2's output, which still has 16 channels",
+                     16 * (27 - k) ** 2 * 64 + 64: "that is fc1 on the map before the pool",
+                     147_520: "that is the lecture's fc1: a larger kernel shrinks the map before the pool"}}
     return slips[layer].get(got, "")
 
 
-@question("cnn_layer_parameters", NOTEBOOK, answer_name="predicted_parameters", hints=(
-    "A layer's parameters are its weights plus its biases; a convolution's weights do not depend on the image size.",
-    "A conv layer has one k x k filter per (output channel, input channel) pair and one bias per output channel; "
-    "a linear layer one weight per (output, input) pair and one bias per output."),
-    reveal="conv: C_out * C_in * k * k + C_out; linear: out * in + out, with in = 16 * 12 * 12 for fc1.", kind="predict")
-def check_layer_parameters(predicted) -> str:
-    reference = TwoLayerCNN()
-    truth = {name: count_parameters(getattr(reference, name)) for name in LAYERS}
+@question("changed_parameters", NOTEBOOK, hints=(
+    "A layer's parameters are its weights plus its biases. A convolution's weight count does not depend on the "
+    "image size; a linear layer's depends on the size of the map it flattens.",
+    "Changing conv1 changes three counts: conv1's own filters, how many input channels each conv2 filter spans, "
+    "and the side of the map after the pool, so fc1's inputs. Follow the side from 28 through both "
+    "convolutions and the pool, as flat_features does."),
+    reveal="conv1: C * 1 * k * k + C; conv2: 16 * C * 3 * 3 + 16 (its filters span conv1's C channels); fc1: "
+    "16 * s * s * 64 + 64 with s = (28 - (k - 1) - 2) // 2, the side after both convolutions and the pool "
+    "(k = 5: s = 11; k = 7: s = 10).", kind="predict")
+def check_changed_parameters(predicted) -> str:
+    k, c = _draw_conv1(case_random(21))
+    truth = changed_parameters_reference(k, c)
     if isinstance(predicted, (list, tuple)) and len(predicted) == len(LAYERS):
         predicted = dict(zip(LAYERS, predicted))
     if not isinstance(predicted, dict) or set(predicted) != set(LAYERS):
-        raise Mistake(f"predicted_parameters should be a dict with the keys {', '.join(LAYERS)} "
+        raise Mistake(f"changed_parameters should be a dict with the keys {', '.join(LAYERS)} "
                       f"(or three numbers in that order); got {predicted!r:.80}.")
-    why = {"conv1": "8 filters of 1 x 3 x 3 weights, plus 8 biases = 80",
-           "conv2": "16 filters of 8 x 3 x 3 weights, plus 16 biases = 1,168",
-           "fc1": "2,304 x 64 weights, plus 64 biases = 147,520"}
+    other = changed_parameters_reference(*_draw_conv1(random.Random(21)))
+    wrong = []
     for name in LAYERS:
         got = predicted[name]
-        slip = _parameter_diagnosis(name, got) if isinstance(got, int) and not isinstance(got, bool) else ""
-        expect_count(got, truth[name], f"your prediction for {name}",
-                     f"{slip + ': ' if slip else ''}{name} has {why[name]}.")
-    return "conv1 80, conv2 1,168, fc1 147,520: your predictions are right; fc1 holds 98.7 % of the parameters."
+        if not is_integer(got):
+            raise Mistake(f"your count for {name} is a {type(got).__name__} ({got!r:.40}): a count is a whole "
+                          "number (int).", "write it as an int, or wrap the product in int().")
+        got = int(got.item()) if isinstance(got, torch.Tensor) else int(got)
+        if got != truth[name]:
+            wrong.append(f"{name}: {_changed_diagnosis(name, got, k, c) or 'not its count'}")
+    if wrong and student() and all(int(predicted[n]) == other[n] for n in LAYERS):
+        raise Mistake(f"these are the counts of another conv1 than the one drawn for student id {student()!r} "
+                      f"(k = {k}, C = {c}).", "set student_id in the cell of imports, then run the cell that "
+                      "prints your conv1 again and redo the counts.")
+    if wrong:
+        raise Mistake(f"for conv1 with {c} channels of {k} x {k} kernels, {len(wrong)} of your 3 counts differ: "
+                      + "; ".join(wrong) + ".", "run hint('changed_parameters').")
+    share = truth["fc1"] / (sum(truth.values()) + 64 * 10 + 10)
+    return (f"conv1 {truth['conv1']:,}, conv2 {truth['conv2']:,}, fc1 {truth['fc1']:,} for conv1 with {c} channels "
+            f"of {k} x {k}: your counts are right; fc1 still holds {100 * share:.1f} % of the parameters.")
+
+
+def cnn_reference(in_channels: int, image_size: int) -> nn.Sequential:
+    """The two-layer CNN for (N, in_channels, image_size, image_size) images -> (N, 10) logits."""
+    side = (image_size - 4) // 2
+    return nn.Sequential(nn.Conv2d(in_channels, 8, 3), nn.ReLU(), nn.Conv2d(8, 16, 3), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Dropout(0.25), nn.Flatten(), nn.Linear(16 * side * side, 64), nn.ReLU(), nn.Dropout(0.5),
+                         nn.Linear(64, 10))
 
 
 class DropoutCalls(TorchFunctionMode):
@@ -155,11 +209,13 @@ class DropoutCalls(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-DROPOUTS = {"0.25 (16, 12, 12)": "nn.Dropout(0.25) on the pooled (16, 12, 12) map",
+def _dropouts_expected(side: int) -> dict[str, str]:
+    """The DropoutCalls entries the description asks for, with what each one is."""
+    return {f"0.25 (16, {side}, {side})": f"nn.Dropout(0.25) on the pooled (16, {side}, {side}) map",
             "0.5 (64,)": "nn.Dropout(0.5) on fc1's 64 outputs, after its ReLU"}
 
 
-def _check_dropouts(model: nn.Module, X: torch.Tensor) -> None:
+def _check_dropouts(model: nn.Module, X: torch.Tensor, side: int) -> None:
     """A Mistake unless the model in train mode runs element-wise dropout 0.25 on the map and 0.5 on fc1's output."""
     model.train()
     with DropoutCalls() as seen, torch.no_grad():
@@ -171,11 +227,11 @@ def _check_dropouts(model: nn.Module, X: torch.Tensor) -> None:
                       "description's dropout is element-wise, each number dropped on its own.",
                       "use nn.Dropout(p) (or F.dropout(x, p, training=self.training)), not nn.Dropout2d.")
     found = [f"{p} {shape}" for _, p, shape in calls]
-    missing = [what for key, what in DROPOUTS.items() if key not in found]
+    missing = [what for key, what in _dropouts_expected(side).items() if key not in found]
     if missing:
         ran = "; ".join(f"p = {p} on {shape}" for _, p, shape in calls) or "none"
         raise Mistake(f"in train mode your model's dropout layers are: {ran}. The description also has "
-                      f"{' and '.join(missing)}.", "run hint('make_two_layer_cnn').")
+                      f"{' and '.join(missing)}.", "run hint('cnn_for_input').")
 
 
 def _copy_by_shape(model: nn.Module, reference: nn.Module) -> None:
@@ -186,57 +242,105 @@ def _copy_by_shape(model: nn.Module, reference: nn.Module) -> None:
             p.copy_(ours[tuple(p.shape)])
 
 
-@question("make_two_layer_cnn", NOTEBOOK, points=2, hints=(
-    "Compare your model's parameter count and the shape of its output with the description; print(model).",
-    "Between conv2 and fc1 the map is (16, 12, 12): pool, dropout, then flatten to 2,304 features. Dropout "
-    "must act in training mode only: nn.Dropout does that itself; F.dropout needs training=self.training."),
-    reveal="conv 1->8 3x3, ReLU, conv 8->16 3x3, ReLU, max-pool 2, dropout 0.25, flatten, fc 2304->64, ReLU, "
-    "dropout 0.5, fc 64->10, and return the logits (no softmax).", kind="implement")
-def check_make_two_layer_cnn(make_two_layer_cnn) -> str:
-    reference = TwoLayerCNN()
-    shapes = sorted(tuple(p.shape) for p in reference.parameters())
-    X = torch.randn(5, 1, 28, 28, generator=case_generator(0))
-    reference.eval()
-    with torch.no_grad():
-        want = reference(X)
-    model = make_two_layer_cnn()
+CNN_CASES = [(1, 28), (3, 32), (1, 29), (2, 6)]      # the report's, colour images, a side the pool does not divide,
+                                                    # the smallest image that still leaves a 1 x 1 map
+
+
+def _cnn_cases() -> list[tuple[int, int]]:
+    """The designed (in_channels, image_size) cases and two drawn for the current student."""
+    rng = case_random(12)
+    return CNN_CASES + [(rng.randint(1, 4), rng.randint(7, 40)) for _ in range(2)]
+
+
+def _fc1_in(model: nn.Module) -> int | None:
+    """in_features of the model's linear layer with 64 outputs (fc1), if it has one."""
+    return next((m.in_features for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == 64), None)
+
+
+def _flat_diagnosis(got: int | None, c: int, n: int) -> str:
+    """Why fc1's in_features `got` is wrong for (c, n, n) images, for the usual slips."""
+    slips = {2304: "that is the count for 28 x 28 images, written in as a number",
+             16 * (n - 4) ** 2: "that is the count before the max-pool",
+             16 * ((n - 2) // 2) ** 2: "that is the count after one convolution: there are two",
+             c * 16 * ((n - 4) // 2) ** 2: "the input channels do not multiply the flattened size: conv2 sets it",
+             16 * (-(-(n - 4) // 2)) ** 2: "the pool's side was rounded up: a pool drops the incomplete window"}
+    return slips.get(got, "follow the side through the two convolutions and the pool, as flat_features does")
+
+
+def _one_cnn(make_cnn, c: int, n: int) -> nn.Module:
+    """make_cnn(c, n) checked for its type, its lazy layers and its parameter count."""
+    with calling(f"make_cnn(in_channels={c}, image_size={n})"):
+        model = make_cnn(c, n)
     if not isinstance(model, nn.Module):
-        raise Mistake(f"make_two_layer_cnn() returned a {type(model).__name__}, not an nn.Module.",
+        raise Mistake(f"make_cnn({c}, {n}) returned a {type(model).__name__}, not an nn.Module.",
                       "return the model itself (an nn.Sequential or an instance of your class).")
-    n_params = count_parameters(model)
-    if n_params != 149_418:
-        raise Mistake(f"your model has {n_params:,} parameters, the description gives 149,418.",
-                      "count layer by layer with print(model); run hint('make_two_layer_cnn').")
+    if any(isinstance(p, nn.parameter.UninitializedParameter) for p in model.parameters()):
+        raise Mistake("your model has a lazy layer (nn.LazyLinear or similar): it guesses fc1's size from the first "
+                      "batch, and the point here is to work it out.", "give fc1 its in_features, computed from "
+                      "image_size; run hint('cnn_for_input').")
+    reference = cnn_reference(c, n)
+    if count_parameters(model) != count_parameters(reference):
+        got, want = _fc1_in(model), _fc1_in(reference)
+        where = (f"fc1 takes {got:,} features, but a {n} x {n} image does not reach it as that many: "
+                 f"{_flat_diagnosis(got, c, n)}." if got is not None and got != want else
+                 "count layer by layer with print(model) and compare with the description.")
+        raise Mistake(f"for {c}-channel {n} x {n} images your model has {count_parameters(model):,} parameters, "
+                      f"not the description's count: {where}",
+                      "run hint('cnn_for_input').", earned=1 if (c, n) != CNN_CASES[0] else 0,
+                      credit="the report's 28 x 28 network, checked first, is right")
     theirs = sorted(tuple(p.shape) for p in model.parameters())
+    shapes = sorted(tuple(p.shape) for p in reference.parameters())
     if theirs != shapes:
-        raise Mistake(f"your parameter shapes {theirs} differ from the description's {shapes}.",
-                      "check the in and out sizes of each layer.")
-    _copy_by_shape(model, reference)
-    model.eval()
-    with torch.no_grad(), calling("model(X) in eval mode, X a batch of 5 images of shape (5, 1, 28, 28)"):
-        out, again = as_tensor(model(X.clone()), "the output"), as_tensor(model(X.clone()), "the output")
-    expect_shape(out, (5, 10), "the output for 5 images", "return one logit per class.")
-    if (out != again).any():
-        raise Mistake("in eval mode two forward passes give different outputs: dropout stays on after model.eval().",
-                      "F.dropout(x, p) drops in every mode unless it gets training=self.training; "
-                      "run hint('make_two_layer_cnn').")
-    probabilities = torch.allclose(out.sum(1), torch.ones(5, dtype=out.dtype), atol=1e-4)
-    log_probabilities = torch.allclose(out.exp().sum(1), torch.ones(5, dtype=out.dtype), atol=1e-4)
-    if not torch.allclose(out, want.double(), atol=1e-5, rtol=1e-4) and (probabilities or log_probabilities):
-        raise Mistake("your outputs are probabilities (or their logarithms): a softmax was added where logits "
-                      "are expected.", "F.cross_entropy applies log-softmax itself: return the last layer's output.")
-    expect_close(out, want, "the logits for 5 random images (with the reference's weights copied in)",
-                 "the parameters fit, so the order of the operations differs: a ReLU missing or extra, or the "
-                 "pool in another place; run hint('make_two_layer_cnn').")
-    model.train()
-    with torch.no_grad():
-        a, b = as_tensor(model(X.clone()), "the output"), as_tensor(model(X.clone()), "the output")
-    if torch.equal(a, b):
-        raise Mistake("in train mode two forward passes give identical outputs: dropout is missing.",
-                      "the description has two dropout layers; run hint('make_two_layer_cnn').")
-    _check_dropouts(model, X)
-    return ("149,418 parameters, output (N, 10), same logits as the reference in eval mode, element-wise dropout "
-            "0.25 and 0.5 in training.")
+        raise Mistake(f"for {c}-channel {n} x {n} images your parameter shapes {theirs} differ from the description's "
+                      f"{shapes}.", "check the in and out sizes of each layer: conv1 takes in_channels channels.")
+    return model
+
+
+@question("cnn_for_input", NOTEBOOK, answer_name="make_cnn", points=2, hints=(
+    "Print the shape of the map after each layer for one of the sizes the message names, and compare fc1's "
+    "in_features with what arrives there.",
+    "Only two numbers depend on the input: conv1's input channels and fc1's input features. The side shrinks in "
+    "both convolutions and in the pool, which drops an incomplete window; dropout must act in training mode "
+    "only (nn.Dropout does that itself, F.dropout needs training=self.training)."),
+    reveal="side = (image_size - 4) // 2; conv in_channels->8 3x3, ReLU, conv 8->16 3x3, ReLU, max-pool 2, dropout "
+    "0.25, flatten, fc 16 * side * side -> 64, ReLU, dropout 0.5, fc 64->10, and return the logits.",
+    kind="implement")
+def check_cnn_for_input(make_cnn) -> str:
+    cases = _cnn_cases()
+    for case_number, (c, n) in enumerate(cases):
+        model, reference = _one_cnn(make_cnn, c, n), cnn_reference(c, n)
+        X = torch.randn(3, c, n, n, generator=case_generator(40 + case_number))
+        reference.eval()
+        with torch.no_grad():
+            want = reference(X)
+        _copy_by_shape(model, reference)
+        model.eval()
+        call = f"model(X) in eval mode, model = make_cnn({c}, {n}), X of shape (3, {c}, {n}, {n})"
+        with torch.no_grad(), calling(call):
+            out, again = as_tensor(model(X.clone()), "the output"), as_tensor(model(X.clone()), "the output")
+        expect_shape(out, (3, 10), f"the output for 3 images of shape ({c}, {n}, {n})", "return one logit per class.")
+        if (out != again).any():
+            raise Mistake("in eval mode two forward passes give different outputs: dropout stays on after "
+                          "model.eval().", "F.dropout(x, p) drops in every mode unless it gets training=self.training.")
+        if not torch.allclose(out, want.double(), atol=1e-5, rtol=1e-4) and (
+                torch.allclose(out.sum(1), torch.ones(3, dtype=out.dtype), atol=1e-4)
+                or torch.allclose(out.exp().sum(1), torch.ones(3, dtype=out.dtype), atol=1e-4)):
+            raise Mistake("your outputs are probabilities (or their logarithms): a softmax was added where logits "
+                          "are expected.",
+                          "F.cross_entropy applies log-softmax itself: return the last layer's output.")
+        expect_close(out, want, f"the logits of make_cnn({c}, {n}) for 3 random images (the reference's weights "
+                     "copied in)", "the parameters fit, so the order of the operations differs: a ReLU missing or "
+                     "extra, or the pool in another place; run hint('cnn_for_input').")
+        if case_number == 0:
+            model.train()
+            with torch.no_grad():
+                if torch.equal(as_tensor(model(X.clone()), "the output"), as_tensor(model(X.clone()), "the output")):
+                    raise Mistake("in train mode two forward passes give identical outputs: dropout is missing.",
+                                  "the description has two dropout layers; run hint('cnn_for_input').")
+            _check_dropouts(model, X, (n - 4) // 2)
+    sizes = ", ".join(f"({c}, {n}, {n})" for c, n in cases)
+    return (f"right on {len(cases)} input shapes, {sizes}: parameter counts, logits in eval mode (the (2, 6, 6) "
+            "images leave a 1 x 1 map), element-wise dropout 0.25 and 0.5 in training.")
 
 
 class _SeededCNN(TwoLayerCNN):
@@ -318,56 +422,267 @@ def check_train_step(train_step) -> str:
     return "two steps give the reference losses (floats) and parameters: zero_grad, backward, step in order."
 
 
-@question("dropout_backward", NOTEBOOK, hints=(
-    "The forward pass is out = x * mask / (1 - p): which entries of x does out depend on, and how strongly?",
-    "Each output depends on one input only, through a constant factor: the backward pass multiplies the upstream "
-    "gradient entrywise by that factor (zero where the mask dropped)."),
-    reveal="return upstream * mask / (1 - p)", kind="backward")
-def check_dropout_backward(dropout_backward) -> str:
+OVERFIT_STEPS, OVERFIT_LR = 40, 1e-2
+
+
+def overfit_reference(model: nn.Module, optimizer: torch.optim.Optimizer, X: torch.Tensor, y: torch.Tensor,
+                      steps: int) -> tuple[float, float]:
+    """`steps` full-batch steps on (X, y); then the mean loss and accuracy on all of (X, y), in eval mode."""
+    model.train()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        F.cross_entropy(model(X), y).backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        logits = model(X)
+    return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
+
+
+@functools.cache
+def _tiny_subset() -> tuple[torch.Tensor, torch.Tensor]:
+    """The first 64 training digits (of the full MNIST, else of the offline sample), loaded by the check."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        data = load_mnist(download=False)
+    return data.X_train[:64].clone(), data.y_train[:64].clone()
+
+
+def _small_net(dropout: bool) -> nn.Sequential:
+    """A seeded one-hidden-layer network for 28 x 28 digits (with dropout 0.5, or a plain linear map)."""
+    torch.manual_seed(variant_seed(60))
+    if not dropout:
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 10))
+
+
+def _measure(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """The model's mean loss and accuracy on (X, y), in eval mode."""
+    model.eval()
+    with torch.no_grad():
+        logits = model(X)
+    return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
+
+
+def _probe_gradients(overfit, X: torch.Tensor, y: torch.Tensor) -> None:
+    """Three steps at learning rate 0 on a linear map: every step's full-batch gradient is the same, so the
+    gradient left in .grad says whether the steps paired images with their labels and cleared old gradients."""
+    model = _small_net(dropout=False)
+    F.cross_entropy(model(X), y).backward()
+    want = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    with calling(f"overfit(model, SGD(lr=0), X of shape {tuple(X.shape)}, y, steps=3)"):
+        overfit(model, torch.optim.SGD(model.parameters(), lr=0.0), X.clone(), y.clone(), 3)
+    grads = [p.grad for p in model.parameters()]
+    if any(g is None for g in grads) or not any(g.any() for g in grads):
+        return                                              # cleared after the last step: nothing to read
+    close = lambda factor: all(torch.allclose(g, factor * w, rtol=1e-3, atol=1e-6) for g, w in zip(grads, want))
+    if close(1.0):
+        return
+    if close(3.0):
+        raise Mistake("after three steps .grad holds three steps' gradients added up: the old gradients are never "
+                      "cleared, so every step applies the sum of all gradients so far.",
+                      "run hint('fix_overfit').")
+    raise Mistake("the last step's gradient is not that of the mean loss over all the images with their own "
+                  "labels: the labels are drawn in another order than the images (or the step uses only some of "
+                  "the images), so the network is asked to learn pairs that do not belong together.",
+                  "run hint('fix_overfit').")
+
+
+@question("fix_overfit", NOTEBOOK, answer_name="overfit", points=2, hints=(
+    "Run the given overfit on the 64 digits and look at the accuracy it reports; then ask, line by line, what "
+    "the network is shown at each step, what .grad holds when optimizer.step() runs, and what the two numbers "
+    "it returns measure (which mode, which weights, and when steps = 0).",
+    "Three bugs: images and labels are put in order by two different permutations; gradients pile up in .grad "
+    "across steps; and the reported numbers come from the last training forward pass (dropout on, weights before "
+    "the last update) instead of a measurement of the trained model."),
+    reveal="model.train(); for each step: optimizer.zero_grad(); loss = F.cross_entropy(model(X), y); "
+    "loss.backward(); optimizer.step(). After the loop: model.eval(); with torch.no_grad(): logits = model(X); "
+    "return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()", kind="debug",
+    prepare=_tiny_subset)
+def check_fix_overfit(overfit) -> str:
+    X, y = _tiny_subset()
+    _probe_gradients(overfit, X, y)
+    model = _small_net(dropout=True)
+    with calling(f"overfit(model, Adam(lr={OVERFIT_LR:g}), X of shape {tuple(X.shape)}, y, steps={OVERFIT_STEPS})"):
+        result = overfit(model, torch.optim.Adam(model.parameters(), lr=OVERFIT_LR), X.clone(), y.clone(),
+                         OVERFIT_STEPS)
+    loss, acc = _numbers(result, "overfit")
+    measured = _measure(model, X, y)
+    if measured[1] < 0.95:
+        raise Mistake(f"after {OVERFIT_STEPS} steps the network gets {round(64 * measured[1])} of the 64 digits right: "
+                      "a working loop fits 64 digits completely, so the loop has a bug.", "run hint('fix_overfit').")
+    if abs(acc - 100 * measured[1]) < 1e-6:
+        raise Mistake(f"the accuracy {acc:g} is a percentage: return the fraction of right predictions.")
+    if abs(loss - measured[0]) > 1e-4 or abs(acc - measured[1]) > 1e-6:
+        raise Mistake(f"you return loss {loss:.4f} and accuracy {acc:.4f}, the trained network measures loss "
+                      f"{measured[0]:.4f} and accuracy {measured[1]:.4f} on the same digits in eval mode: your numbers "
+                      "are not a measurement of the trained network.", "run hint('fix_overfit').", earned=1,
+                      credit="a loop that fits the 64 digits")
+    edge = _small_net(dropout=True)
+    before = _measure(edge, X[:10], y[:10])
+    with calling("overfit(model, Adam, X of shape (10, 1, 28, 28), y, steps=0)"):
+        result = _numbers(overfit(edge, torch.optim.Adam(edge.parameters(), lr=OVERFIT_LR), X[:10].clone(),
+                                  y[:10].clone(), 0), "overfit with steps = 0")
+    if abs(result[0] - before[0]) > 1e-4 or abs(result[1] - before[1]) > 1e-6:
+        raise Mistake("with steps = 0 your numbers are not those of the untrained network on the 10 images.",
+                      "measure after the loop, from the model, not from the last step.", earned=1,
+                      credit="a loop that fits the 64 digits")
+    return (f"images and labels paired, gradients cleared each step, and the returned numbers measured in eval mode "
+            f"after training: {64 * acc:.0f} of 64 digits, loss {loss:.4f} after {OVERFIT_STEPS} steps; "
+            "steps = 0 measures the untrained network.")
+
+
+def _dropout_cases() -> list[tuple[torch.Tensor, torch.Tensor, float, torch.Tensor]]:
+    """(x, mask, p, upstream) in float64: three of the network's shapes, then the edges (p = 0 with every entry
+    kept, a bool mask, a mask that keeps nothing at p = 0.9)."""
     g = case_generator(7)
     cases = []
-    for shape, p in [((8, 64), 0.25), ((4, 16, 12, 12), 0.6), ((3, 2304), 0.5)]:
-        x = torch.randn(shape, dtype=torch.float64, generator=g, requires_grad=True)
-        mask = (torch.rand(shape, generator=g, dtype=torch.float64) >= p).double()
-        upstream = torch.randn(shape, dtype=torch.float64, generator=g)
-        (x * mask / (1 - p)).backward(upstream)
-        cases.append((upstream, mask, p, x.grad.clone()))
+    for shape, p, kind in [((8, 64), 0.25, "float"), ((4, 16, 12, 12), 0.6, "float"), ((3, 2304), 0.5, "float"),
+                           ((5,), 0.0, "ones"), ((2, 3), 0.5, "bool"), ((1, 4), 0.9, "zeros")]:
+        x = torch.randn(shape, dtype=torch.float64, generator=g)
+        keep = torch.rand(shape, generator=g, dtype=torch.float64) >= p
+        mask = {"ones": torch.ones(shape, dtype=torch.float64), "zeros": torch.zeros(shape, dtype=torch.float64),
+                "bool": keep}.get(kind, keep.double())
+        cases.append((x, mask, p, torch.randn(shape, dtype=torch.float64, generator=g)))
+    return cases
+
+
+def _scale_slip(factor: float, p: float) -> str:
+    """What a constant factor between the student's kept entries and the reference's means; '' if unknown."""
+    slips = {1 - p: "the survivors are not scaled by 1 / (1 - p)",
+             (1 - p) ** 2: "the survivors are multiplied by 1 - p where they should be divided by it",
+             (1 - p) / p: "the scale divides by the drop probability p, not the keep probability 1 - p"}
+    return next((why for f, why in slips.items() if abs(factor - f) < 1e-9), "a constant factor is off")
+
+
+def _expect_masked(got: torch.Tensor, want: torch.Tensor, mask: torch.Tensor, p: float, what: str, why: str) -> float:
+    """Compare `got` with `want`: zero where dropped, a constant factor named, then the relative error."""
+    dropped = mask == 0
+    if (got[dropped] != 0).any():
+        raise Mistake(f"{what} is not zero where the mask dropped an entry: {why}",
+                      "run hint('dropout_forward_backward').")
+    kept = want != 0
+    ratio = (got[kept] / want[kept]) if kept.any() else torch.ones(1, dtype=torch.float64)
+    if torch.allclose(ratio, ratio[0].expand_as(ratio), rtol=1e-6) and abs(ratio[0].item() - 1) > 1e-6:
+        raise Mistake(f"at p = {p}, {what} is {ratio[0].item():.4g} times the reference on every kept entry: "
+                      f"{_scale_slip(ratio[0].item(), p)}. The mean of out must stay x's, since eval mode passes "
+                      "x through unchanged.", "run hint('dropout_forward_backward').")
+    return grad_check(got, want, f"{what} at p = {p}, shape {tuple(want.shape)}",
+                      "run hint('dropout_forward_backward').")
+
+
+@question("dropout_forward_backward", NOTEBOOK, hints=(
+    "In eval mode dropout passes x through unchanged; in training mode the expected value of out must equal x. "
+    "What factor makes that true when each entry survives with probability 1 - p?",
+    "The backward pass follows from the forward one: each output depends on one input only, through a constant "
+    "factor, so the upstream gradient is multiplied entrywise by that factor (zero where dropped). Try p = 0, "
+    "and a mask given as bools."),
+    reveal="out = x * mask / (1 - p); dx = upstream * mask / (1 - p); return out, dx", kind="backward")
+def check_dropout_forward_backward(dropout_forward_backward) -> str:
     worst = 0.0
-    for upstream, mask, p, want in cases:
+    for x, mask, p, upstream in _dropout_cases():
+        leaf = x.clone().requires_grad_(True)
+        want_out = leaf * mask / (1 - p)
+        want_out.backward(upstream)
+        shape = tuple(x.shape)
         with Watch({torch.Tensor.backward: "Tensor.backward", torch.autograd.grad: "torch.autograd.grad"}) as watch:
-            with calling(f"dropout_backward(upstream, mask, p={p}), upstream and mask of shape {tuple(mask.shape)}"):
-                got = dropout_backward(upstream.clone(), mask.clone(), p)
-        forbid(watch.used, "dropout_backward", "write the gradient from the forward formula, without autograd.")
-        t = expect_shape(got, tuple(want.shape), f"the gradient for shape {tuple(want.shape)}",
-                         "the gradient has the shape of x.")
-        dropped = mask == 0
-        if (t[dropped] != 0).any():
-            raise Mistake("your gradient is not zero where the mask dropped an entry: a dropped entry does not "
-                          "reach the output, so it gets no gradient.", "run hint('dropout_backward').")
-        kept = want != 0
-        ratio = (t[kept] / want[kept]) if kept.any() else torch.ones(1, dtype=torch.float64)
-        if torch.allclose(ratio, ratio[0].expand_as(ratio), rtol=1e-6) and abs(ratio[0].item() - 1) > 1e-6:
-            factor = ratio[0].item()
-            slips = {1 - p: "the forward pass's scale of the survivors is missing from your backward pass",
-                     (1 - p) ** 2: "the survivors' scale is applied the wrong way round (multiplied, not divided)",
-                     (1 - p) / p: "the scale divides by the drop probability, not the keep probability"}
-            slip = next((why for f, why in slips.items() if abs(factor - f) < 1e-9), "a constant factor is off")
-            raise Mistake(f"at p = {p}, your gradient is {factor:.4g} times autograd's on every kept entry: {slip}.",
-                          "run hint('dropout_backward').")
-        worst = max(worst, grad_check(t, want, f"the gradient at p = {p}, shape {tuple(want.shape)}",
-                                      "run hint('dropout_backward')."))
-    return f"relative error {worst:.1e} against autograd in float64 (it should be below 1e-7) at p = 0.25, 0.6, 0.5."
+            with calling(f"dropout_forward_backward(x, mask, p={p}, upstream), shape {shape}, "
+                         f"mask of dtype {str(mask.dtype).removeprefix('torch.')}"):
+                result = dropout_forward_backward(x.clone(), mask.clone(), p, upstream.clone())
+        forbid(watch.used, "dropout_forward_backward", "write the gradient from the forward formula, without autograd.")
+        if not isinstance(result, (tuple, list)) or len(result) != 2:
+            raise Mistake(f"dropout_forward_backward returned {type(result).__name__}, not a pair (out, dx).",
+                          "return out, dx.")
+        out = expect_shape(result[0], shape, f"out for x of shape {shape}", "out has the shape of x.")
+        dx = expect_shape(result[1], shape, f"dx for x of shape {shape}", "dx has the shape of x.")
+        worst = max(worst, _expect_masked(out, want_out.detach(), mask, p, "your out",
+                                          "a dropped entry is set to zero in the forward pass."))
+        worst = max(worst, _expect_masked(dx, leaf.grad, mask, p, "your dx",
+                                          "a dropped entry does not reach the output, so it gets no gradient."))
+    return (f"out and dx within relative error {worst:.1e} of autograd in float64 at p = 0.25, 0.6, 0.5, at p = 0 "
+            "(the identity), with a bool mask and with a mask that keeps nothing.")
 
 
-EVAL_OPTIONS = {
-    "a": "right: in training mode each call drops a fresh random set of activations; eval mode makes dropout "
-         "the identity (and would make BatchNorm use its running statistics), so the output is deterministic.",
-    "b": "gradient tracking is torch.no_grad()'s business, not eval()'s; and recording a graph never changes "
-         "the values computed.",
-    "c": "nothing is rescaled at eval time: inverted dropout already scales the survivors by 1/(1 - p) during "
-         "training, which is why eval mode can simply pass everything through.",
-    "d": "eval() does not freeze anything: the weights change only when optimizer.step() runs, in either mode.",
+REPEAT_OPTIONS = {
+    "a": "in training mode each call draws a fresh dropout mask from the global random generator: two calls drop "
+         "different activations, so the logits differ.",
+    "b": "right: eval mode makes dropout the identity; nothing else in TwoLayerCNN is random.",
+    "c": "torch.no_grad() only stops recording the graph for backward; dropout still draws a fresh mask at "
+         "every call in training mode, so the logits differ.",
+    "d": "right: recording a graph or not never changes the values computed, and eval mode has no randomness.",
+    "e": "right: the masks come from the global generator, so the same seed right before each call draws the "
+         "same masks and the logits are equal (this is how the checks make dropout repeatable).",
 }
+
+
+@question("train_mode_repeat", NOTEBOOK, answer_name="repeat_answer", hints=(
+    "Which layer of TwoLayerCNN behaves differently in training and in evaluation mode, and where does it get "
+    "its random numbers from?",
+    "For each pair ask two questions: is a dropout mask drawn at each call, and if so, does anything make the two "
+    "draws the same? Whether autograd records a graph is a separate switch from the mode.",
+),
+    reveal="(b), (d) and (e): 'bde'. In training mode dropout draws a fresh mask at every call, unless the "
+    "global seed is reset right before each; eval mode makes dropout the identity; torch.no_grad() changes no "
+    "value.", kind="predict")
+def check_train_mode_repeat(answer) -> str:
+    return expect_choice(answer, REPEAT_OPTIONS, {"b", "d", "e"}, "which pairs of calls give equal logits",
+                         "run hint('train_mode_repeat').")
+
+
+def _curves(entry: Any, arm: str) -> tuple[list[float], list[float]]:
+    """(train_acc, val_acc) of one arm's history, or a Mistake saying what is missing."""
+    train, val = getattr(entry, "train_acc", None), getattr(entry, "val_acc", None)
+    if not isinstance(train, list) or not isinstance(val, list) or not val or len(train) != len(val):
+        raise Mistake(f"dropout_study['history_{arm}'] should be the History that fit returned for that arm, "
+                      f"trained on data with a validation split; got {type(entry).__name__}.")
+    return [float(a) for a in train], [float(a) for a in val]
+
+
+def _gap_diagnosis(got: float, train: list[float], val: list[float], other: float) -> str:
+    """What a wrong gap computed, for the usual slips; '' if unknown."""
+    last = train[-1] - val[-1]
+    slips = [(last, "a difference of fractions: give it in percentage points (x 100)"),
+             (-100 * last, "that is validation minus training: the gap is training minus validation"),
+             (100 * (train[0] - val[0]), "that is the first epoch's gap, not the last's"),
+             (100 * (max(train) - max(val)), "that compares the best epochs, not the last"),
+             (other, "that is the other arm's gap")]
+    return next((why for value, why in slips if abs(got - value) < 1e-6), "")
+
+
+@question("dropout_gap", NOTEBOOK, answer_name="dropout_study", hints=(
+    "Which two lists of a History hold the accuracies, and which entry of each belongs to the last epoch? "
+    "In which unit are they stored?",
+    "Print one History's two accuracy lists: one entry per epoch, stored as fractions. The question asks for "
+    "one epoch of each run, in another unit, and its sign says which accuracy comes first.",
+),
+    reveal="gap_with = 100 * (history_with.train_acc[-1] - history_with.val_acc[-1]), and the same for "
+    "history_without.", kind="concept")
+def check_dropout_gap(study) -> str:
+    keys = ("history_with", "history_without", "gap_with", "gap_without")
+    if not isinstance(study, dict) or set(study) != set(keys):
+        raise Mistake(f"dropout_study should be a dict with the keys {', '.join(keys)}; got {study!r:.80}.")
+    curves = {arm: _curves(study[f"history_{arm}"], arm) for arm in ("with", "without")}
+    truth = {arm: 100 * (train[-1] - val[-1]) for arm, (train, val) in curves.items()}
+    for arm, other in (("with", "without"), ("without", "with")):
+        got = study[f"gap_{arm}"]
+        if isinstance(got, bool) or not isinstance(got, (int, float, np.floating, np.integer)):
+            raise Mistake(f"gap_{arm} should be a number (percentage points), got {type(got).__name__}.",
+                          "take .item() of a tensor, or compute it from the History's lists.")
+        if abs(float(got) - truth[arm]) > 1e-6:
+            why = _gap_diagnosis(float(got), *curves[arm], truth[other])
+            raise Mistake(f"gap_{arm} is not the last epoch's train-validation gap of that run"
+                          + (f": {why}." if why else "."), "run hint('dropout_gap').")
+    at_chance = [arm for arm, (_, val) in curves.items() if val[-1] <= 0.2]
+    accuracies = ", ".join(f"{100 * curves[arm][1][-1]:.0f} %" for arm in at_chance)
+    trained = (f"the run {' and '.join(at_chance)} dropout is near chance ({accuracies} validation accuracy), so "
+               "its gap compares nothing yet" if at_chance else "both arms trained (validation accuracy above chance)")
+    note = (" A negative gap is no paradox: fit measures the training accuracy during the epoch, in training mode, "
+            "so with dropout on." if truth["with"] < 0 else "")
+    return (f"gaps of your own runs: {truth['with']:+.1f} points with dropout, {truth['without']:+.1f} without; "
+            f"{trained}.{note}")
+
+
 VALIDATION_OPTIONS = {
     "a": "MNIST's test digits come from the same distribution as the training digits; the reason is not that "
          "the test set is different, but that every look at it and choice made on it biases it.",
@@ -381,21 +696,10 @@ VALIDATION_OPTIONS = {
 }
 
 
-@question("eval_mode_choice", NOTEBOOK, answer_name="eval_answer", hints=(
-    "Which layer of TwoLayerCNN behaves differently in training and in evaluation? Reread section 3 of the lecture.",
-    "Run model(x) twice in train mode and twice in eval mode and compare; then ask what makes a forward pass random.",
-),
-    reveal="(a): in training mode dropout drops a fresh random set of activations at every call; model.eval() "
-    "makes it the identity, so the output is deterministic.", kind="concept")
-def check_eval_mode_choice(answer) -> str:
-    return expect_choice(answer, EVAL_OPTIONS, "a", "why model.eval() changes the output",
-                         "run hint('eval_mode_choice').")
-
-
 @question("validation_choice", NOTEBOOK, answer_name="epochs_answer", hints=(
     "What happens to a measured accuracy when you pick the best of several noisy measurements?",
-    "Section 8 of the lecture: the case study printed the test accuracy at every step; picking the step that "
-    "looked best in those lines would choose on the test set.",
+    "The lecture's section 'Against a dense network, on a validation split', and the case study, which printed "
+    "the test accuracy at every step: picking the step that looked best in those lines chooses on the test set.",
 ),
     reveal="(b): the best of many noisy test accuracies is biased upwards; the validation split takes the "
     "choice, and the test set is scored once, at the end.", kind="concept")
@@ -614,10 +918,11 @@ written_question("dropout_coadaptation", NOTEBOOK, hints=(
     " network at test time acts like their average, which generalises better.")
 written_question("one_draw", NOTEBOOK, hints=(
     "What changes between two runs of the same recipe, and how much do 10,000 test digits pin an accuracy down?",
-    "Section 6 of the lecture: the seed spread, and which noise the binomial standard error describes.",
+    "The lecture's section on one run as one draw: the seed spread, and which noise the binomial standard error "
+    "describes.",
 ),
     reveal="A run's accuracy is one draw: the seed (initial weights, batch order, dropout masks) and the machine"
-    " move it, and that run-to-run noise is the seed spread of section 6 (sd about 0.07 points over 5 seeds of"
+    " move it, and that run-to-run noise is the seed spread the lecture measures (sd about 0.07 points over 5 seeds of"
     " 15 epochs, stored in course_utils.measured_spread); a new run is judged against the spread's 95 %"
     " prediction interval. Two runs scored on the same test digits are compared paired, through the digits"
     " one gets right and the other wrong (McNemar). The binomial standard error √(p(1 - p) / 10,000) describes"
