@@ -9,7 +9,8 @@ from torch import nn
 from torch.autograd.gradcheck import GradcheckError
 
 from course_utils import softmax_regression as sr
-from course_utils.checks import NOT_ATTEMPTED, QUESTIONS, grade, questions_for, written_for
+from course_utils.checks import NOT_ATTEMPTED, QUESTIONS, grade, questions_for, set_student, written_for
+from course_utils.checks.cross_entropy import push_batch
 from course_utils.training import fit
 
 
@@ -88,16 +89,16 @@ def test_training_by_hand_takes_the_same_steps_as_fit(mnist):
 
 # ---------------------------------------------------------------- the checks
 
-QIDS = ["tempered_grad", "initial_loss", "batch_loss", "smoothed_grad", "smoothed_floor", "softmax_backward",
-        "weighted_step"]
+QIDS = ["tempered_grad", "initial_loss", "batch_loss", "smoothed_grad", "smoothed_floor", "largest_push",
+        "softmax_backward", "weighted_step"]
 ROWS = torch.arange
 
 
 def test_questions_of_notebook_02_are_registered_with_kinds_and_hints():
     questions = questions_for("02_cross_entropy_derivation")
     assert [q.id for q in questions] == QIDS
-    assert [q.kind for q in questions] == ["implement", "predict", "debug", "implement", "predict", "backward",
-                                           "implement"]
+    assert [q.kind for q in questions] == ["implement", "predict", "debug", "implement", "predict", "concept",
+                                           "backward", "implement"]
     assert all(2 <= len(q.hints) <= 3 for q in questions)
     assert [w.id for w in written_for("02_cross_entropy_derivation")] == ["gradient_meaning", "why_cross_entropy"]
 
@@ -106,13 +107,13 @@ def stub(*args):
     raise NotImplementedError()
 
 
-@pytest.mark.parametrize("qid", [q for q in QIDS if q not in ("smoothed_floor", "initial_loss")])
+@pytest.mark.parametrize("qid", [q for q in QIDS if q not in ("smoothed_floor", "initial_loss", "largest_push")])
 def test_a_stub_is_not_attempted(qid):
     result = grade(qid, stub)
     assert not result.passed and not result.attempted and NOT_ATTEMPTED in result.message
 
 
-@pytest.mark.parametrize("qid", ["smoothed_floor", "initial_loss"])
+@pytest.mark.parametrize("qid", ["smoothed_floor", "initial_loss", "largest_push"])
 def test_an_unanswered_value_is_not_attempted(qid):
     result = grade(qid, None)
     assert not result.attempted and NOT_ATTEMPTED in result.message
@@ -481,6 +482,79 @@ def test_smoothed_floor_names_each_wrong_prediction_without_the_value(answer, sa
 @pytest.mark.parametrize("answer", ["0.5", [0.5], True])
 def test_smoothed_floor_wants_a_number(answer):
     assert fails_with("smoothed_floor", answer, "should be a number").points == 0
+
+
+# ---------- largest_push
+
+def push_answer(student_id=""):
+    """The example whose true class is least likely, and its row's sum of absolute values 2 (1 - p) / m."""
+    logits, targets = push_batch(student_id)
+    p = sr.softmax(logits)[torch.arange(len(targets)), targets]
+    return int(p.argmin()), 2 * (1 - p.min().item()) / len(targets), p
+
+
+@pytest.fixture
+def common_cases():
+    set_student("")
+    yield
+    set_student("")
+
+
+def test_largest_push_is_the_row_autograd_finds_largest(common_cases):
+    logits, targets = push_batch("")
+    z = logits.clone().requires_grad_()
+    F.cross_entropy(z, targets).backward()
+    index, total, _ = push_answer()
+    sizes = z.grad.abs().sum(dim=1)
+    assert int(sizes.argmax()) == index and sizes.max().item() == pytest.approx(total)
+
+
+@pytest.mark.parametrize("form", [lambda i, t: (i, t), lambda i, t: [np.int64(i), np.float32(t)],
+                                  lambda i, t: (torch.tensor(i), torch.tensor(t))])
+def test_largest_push_accepts_the_pair_in_any_form(common_cases, form):
+    index, total, _ = push_answer()
+    assert "least sure" in passes("largest_push", form(index, total)).message
+
+
+def test_largest_push_follows_the_students_own_batch():
+    alice, bob = push_answer("alice"), push_answer("bob")
+    assert not torch.equal(alice[2], bob[2])
+    set_student("alice")
+    assert grade("largest_push", alice[:2]).passed
+    set_student("bob")
+    assert grade("largest_push", bob[:2]).passed
+    result = grade("largest_push", alice[:2]) if alice[:2] != bob[:2] else None
+    assert result is None or not result.passed
+    set_student("")
+
+
+@pytest.mark.parametrize("wrong, says", [
+    (lambda i, t, p: (int(p.argmax()), t), "the model is surest of"),
+    (lambda i, t, p: (i, t * 6), "the 1/m of the mean is missing"),
+    (lambda i, t, p: (i, t / 2), "only the true class's entry is counted; the other"),
+    (lambda i, t, p: (i, t * 3), "only the true class's entry is counted, and the 1/m"),
+    (lambda i, t, p: (i, t + 0.05), "not the sum of the absolute values"),
+    (lambda i, t, p: i, "should be a pair"),
+    (lambda i, t, p: (float(i), t), "should be an int"),
+    (lambda i, t, p: (6, t), "not one of them"),
+])
+def test_largest_push_names_each_mistake_without_the_value(common_cases, wrong, says):
+    index, total, p = push_answer()
+    result = fails_with("largest_push", wrong(index, total, p), says)
+    assert f"{total:.3g}" not in result.message and f"{total:.4f}" not in result.message
+
+
+def test_an_answer_for_the_common_batch_is_told_to_set_student_id():
+    common = push_answer("")
+    set_student("erin")
+    result = fails_with("largest_push", common[:2], "set student_id = 'erin'")
+    assert result.points == 0
+    set_student("")
+
+
+def test_the_right_example_with_a_wrong_sum_earns_half(common_cases):
+    index, total, _ = push_answer()
+    assert fails_with("largest_push", (index, 2 * total), "right one").points == 0.5
 
 
 # ---------- softmax_backward

@@ -1,6 +1,7 @@
 """Questions of notebook 02 (cross-entropy): the gradients of a tempered and of a label-smoothed cross-entropy,
-the loss at initialisation and the lowest smoothed loss (predictions), a buggy loss, softmax's backward pass,
-and one step of softmax regression on a class-weighted loss.
+the loss at initialisation and the lowest smoothed loss (predictions), a buggy loss, which example of a batch
+drawn per student the gradient pushes hardest, softmax's backward pass, and one step of softmax regression on a
+class-weighted loss.
 
 The implement, debug and backward questions run the student's code inside `tools.Watch`, which sees
 the built-ins the sheet forbids even through a wrapper: the softmax family (torch.softmax, F.softmax
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import Mistake, question, written_question
+from . import Mistake, question, set_student, student, written_question
 from .tools import case_generator, case_random
 from .tools import Watch, as_tensor, calling, expect_close, expect_shape, forbid, grad_check
 
@@ -420,6 +421,87 @@ def check_smoothed_floor(predicted_floor: Any) -> str:
     wrong = next((w for v, w in named.items() if math.isclose(number, v, rel_tol=1e-2, abs_tol=2e-3)), "")
     raise Mistake(f"predicted {number:g}: {wrong or 'not the lowest value of this loss.'} The next cell measures it.",
                   _more("smoothed_floor"), earned=0.5, credit="a prediction written down before the run")
+
+
+# ---------------------------------------------------------------- which example pushes hardest
+
+PUSH_M, PUSH_C = 6, 5
+
+
+def _push_batch_of(student_id: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits (6, 5) and targets (6,) of question largest_push for `student_id`; the checks' student stays."""
+    before = student()
+    set_student(student_id)
+    try:
+        g = case_generator(9)
+        logits = 2.5 * torch.randn(PUSH_M, PUSH_C, generator=g, dtype=torch.float64)
+        return logits, torch.randint(0, PUSH_C, (PUSH_M,), generator=g)
+    finally:
+        set_student(before)
+
+
+def push_batch(student_id: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits (6, 5) and targets (6,) of question largest_push, drawn for the sheet's `student_id` (from now
+    on the checks draw their cases for it too)."""
+    set_student(student_id)
+    return _push_batch_of(student_id)
+
+
+def _push_truth(student_id: str) -> tuple[int, float, torch.Tensor]:
+    """(the row with the largest sum of absolute values, that sum, each true class's probability)."""
+    logits, targets = _push_batch_of(student_id)
+    p = torch.softmax(logits, dim=1)
+    sizes = ((p - F.one_hot(targets, PUSH_C)) / PUSH_M).abs().sum(dim=1)
+    return int(sizes.argmax()), sizes.max().item(), p[torch.arange(PUSH_M), targets]
+
+
+def _as_pair(value: Any) -> tuple[int, float]:
+    """A (row index, number) answer as an int and a float."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise Mistake(f"largest_push should be a pair (example index, sum), e.g. (0, 0.25); got "
+                      f"{type(value).__name__}: {value!r:.60}.")
+    index, total = value
+    if isinstance(index, torch.Tensor) and index.numel() == 1:
+        index = index.item()
+    if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+        raise Mistake(f"the first entry, the example's index, should be an int (its row, 0 to {PUSH_M - 1}); got "
+                      f"{index!r:.40}.")
+    if not 0 <= int(index) < PUSH_M:
+        raise Mistake(f"the batch has rows 0 to {PUSH_M - 1}; {int(index)} is not one of them.")
+    return int(index), _number(total, "the second entry, the sum")
+
+
+@question("largest_push", NOTEBOOK, kind="concept", hints=(
+        "Row i of dJ/dz is (p_i - y_i) / m. Its entry at the true class is p_{i, y_i} - 1; what do its other "
+        "entries add up to, given that a row of probabilities sums to 1?",
+        "So the sum of absolute values of a row depends on one printed number only, and it is largest where that "
+        "number is smallest. Do not forget the mean's 1/m."),
+    reveal="The row of the example whose true class has the smallest printed probability p: its absolute values "
+    "sum to (1 - p) + (1 - p), divided by m = 6, i.e. 2 * (1 - p) / 6.")
+def check_largest_push(largest_push: Any) -> str:
+    index, total = _as_pair(largest_push)
+    best, size, p_true = _push_truth(student())
+    right = lambda truth: index == truth[0] and math.isclose(total, truth[1], rel_tol=1e-3, abs_tol=1e-4)
+    if student() and not right((best, size)) and right(_push_truth("")):
+        raise Mistake(f"right for the batch drawn without a student id, but these checks draw the batch for "
+                      f"{student()!r}: set student_id = {student()!r} in the cell of imports, run the sheet again "
+                      "and answer for the batch it prints.", _more("largest_push"))
+    if index != best:
+        why = ("that is the example the model is surest of, whose row is the smallest" if index == int(p_true.argmax())
+               else "another example's true class has a smaller probability")
+        raise Mistake(f"example {index} is not the one with the largest row: {why}.", _more("largest_push"))
+    named = {2 * (1 - p_true[best].item()): "the 1/m of the mean is missing",
+             (1 - p_true[best].item()) / PUSH_M: "only the true class's entry is counted; the other entries of the row "
+                                                 "add the same amount again",
+             1 - p_true[best].item(): "only the true class's entry is counted, and the 1/m of the mean is missing"}
+    if not right((best, size)):
+        wrong = next((w for v, w in named.items() if math.isclose(total, v, rel_tol=1e-3, abs_tol=1e-4)),
+                     "not the sum of the absolute values of that row")
+        raise Mistake(f"example {index} is the right one, but {total:g} is {wrong}.", _more("largest_push"),
+                      earned=0.5, credit="the right example")
+    return (f"example {index}: its true class has the smallest probability, and a row's absolute values sum to "
+            "2 (1 - p) / m, since its other entries add up to 1 - p as well. The example the model is least sure "
+            "of moves the weights most.")
 
 
 # ---------------------------------------------------------------- the backward pass of softmax
