@@ -37,10 +37,9 @@ from .tables import MARKS, state_of
 SAVE_FIRST = ("save the notebook first (Ctrl+S, or File > Save): the grader reads the saved file, not this kernel")
 # the grader's options for the fresh check (see the module docstring): no verdict depends on them
 FRESH_OPTIONS = ("--threads", "1", "--no-stats")
-# a sheet with a challenge checked for the first time on this machine (fork server started cold): on two CPU
-# cores shared with other jobs (load average 11-15) sheet 03's first check took 44 s and sheet 01's 55 s
-# (benchmarks/fresh_check_speed.py and a Jupyter kernel); a quiet machine takes less
-CHALLENGE_FIRST_GUESS_S = 60
+# a sheet with a challenge checked for the first time on this machine (fork server started cold): sheet 03's
+# first check took 15 s on two CPU cores at a load average of 4-6 and 44 s at 11-15 (benchmarks/fresh_check_speed.py)
+CHALLENGE_FIRST_GUESS_S = 20
 NO_FILE = ("check_all(fresh=True) cannot tell which file this notebook is (JupyterLab tells the kernel; elsewhere "
            "it does not): pass its path, e.g. check_all(fresh='03_two_layer_cnn.ipynb'), after saving it.")
 
