@@ -346,11 +346,11 @@ def check_stride2_shape(predicted) -> str:
         raise Mistake(f"{what} is {tuple(predicted)!r:.80}: a shape holds whole numbers (int).",
                       "a convolution's output size is rounded: hint('stride2_shape').")
     got = tuple(int(d) for d in predicted)
-    named = {(8, 32, 6, 6): "13 / 2 rounded down: with padding 1, the stride-2 window also starts on the last row",
+    named = {(8, 32, 6, 6): "13 / 2 rounded down, or no padding: conv1 pads by 1, so the stride-2 window also "
+                            "starts on the last row",
              (8, 32, 13, 13): "the stride is ignored: stride 2 shrinks the map",
              (8, 16, 7, 7): "the channels are the input's: the block outputs out_channels",
              (32, 7, 7): "the batch dimension is missing: the block keeps N = 8",
-             (8, 32, 5, 5): "that is without padding; conv1 pads by 1",
              (8, 32, 14, 14): "a stride-2 convolution never makes the map larger"}
     if got != truth:
         reason = named.get(got) or "count the output rows of conv1 again"
