@@ -137,7 +137,8 @@ class Gradebook:
     def add(self, result: dict) -> None:
         """Record one student's result (as returned by a worker)."""
         row = {"student": result["student"], "total": f"{result['total']:g}", "max": f"{result['max']:g}",
-               "status": result["status"], "seconds": f"{result['seconds']:.1f}", "message": result["message"]}
+               "status": result["status"], "seconds": f"{result['seconds']:.1f}",
+               "message": feedback.gradebook_message(result)}
         for qid in self.ids:
             q = result["questions"].get(qid)
             row[qid] = f"{q['points']:g}" if q else "0"

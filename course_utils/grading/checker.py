@@ -9,11 +9,17 @@ back through the pipe; with the grader's sandbox that child first joins the stud
 (`isolation`), as the kernel did. The grading process reads it with `torch.load(weights_only=True)` and
 runs the same grader again against the recording (`replay.replay`): those points count. A
 crash, an endless loop or a monkeypatch in one answer touches only its own child.
+
+The cases are drawn for the hand-in's name. Where the sheet's own `student_id` (the kernel's value,
+read from the manifest as untrusted text) differs, the student answered for other cases: a plain-data
+answer (a number, a tuple) that did not pass is judged once more against its recording for the sheet's
+id, which says whether it was right there. That changes no points; it goes into the feedback.
 """
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import io
 import json
 import os
 import pickle
@@ -26,6 +32,7 @@ from pathlib import Path
 import torch
 
 from course_utils.checks import Question, set_student
+from course_utils.checks import student as current_student
 
 from . import isolation
 from .replay import record, replay
@@ -33,6 +40,8 @@ from .sandbox import Limits, close_fds_except, enter, sandbox_pid
 from .state import rng_state, set_rng_state
 
 MAX_RECORDING = 256 * 2**20
+MAX_SHEET_ID = 200                  # characters of the sheet's student_id kept
+MAX_PLAIN = 1 << 20                 # bytes of a recording judged again for the sheet's student_id
 
 
 def import_checks(modules: list[str]) -> None:
@@ -104,10 +113,51 @@ def _record_in_child(question: Question, answers: Path, write_fd: int, threads: 
     os._exit(0)
 
 
-def grade_one(question: Question, answers: Path, timeout: float, threads: int = 1, limits: Limits | None = None) -> dict:
+def sheet_student(answers: Path) -> str | None:
+    """The sheet's `student_id` as the kernel held it at the end (the manifest's, untrusted text): stripped,
+    at most MAX_SHEET_ID characters, '' if it was not a string; None if the notebook defines none."""
+    try:
+        value = json.loads((answers / "manifest.json").read_text()).get("student_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value[:MAX_SHEET_ID].strip() if isinstance(value, str) else None
+
+
+def _plain(recording: bytes) -> bool:
+    """Whether a recording holds a plain-data answer: no call into the student's code was made."""
+    if len(recording) > MAX_PLAIN:
+        return False
+    try:
+        payload = torch.load(io.BytesIO(recording), weights_only=True)
+    except Exception:
+        return False
+    return payload.get("problem") is None and not payload.get("events")
+
+
+def _for_sheet_id(question: Question, recording: bytes, sheet_id: str) -> dict | None:
+    """The verdict on a plain-data answer for the cases of `sheet_id` ({points, state}), or None when it is
+    not a plain-data answer or earns nothing more there. The cases stay the hand-in's afterwards."""
+    if not _plain(recording):
+        return None
+    own = current_student()
+    try:
+        set_student(sheet_id)
+        result = replay(question.id, recording)
+    except Exception:
+        return None
+    finally:
+        set_student(own)
+    points = float(result.points)
+    return {"points": points, "state": str(result.state)} if 0 < points <= question.max_points else None
+
+
+def grade_one(question: Question, answers: Path, timeout: float, threads: int = 1, limits: Limits | None = None,
+              sheet_id: str | None = None) -> dict:
     """Grade one question: record in a child process (with `threads` torch threads, in the sandbox that
     `limits` names), replay here;
-    return points, max_points, message and state (pass, part, fail or todo). Replays run
+    return points, max_points, message and state (pass, part, fail or todo). With `sheet_id` (the sheet's
+    student_id, when it differs from the hand-in's), an answer that did not pass and is plain data is judged
+    again for that id's cases: `sheet_id_points` and `sheet_id_state` when it earns more there. Replays run
     single-threaded: a process that forks must not have started OpenMP threads, or its children may hang."""
     torch.set_num_threads(1)
     base = {"points": 0.0, "max_points": question.max_points, "state": "fail"}
@@ -137,7 +187,12 @@ def grade_one(question: Question, answers: Path, timeout: float, threads: int = 
         points, state = float(result.points), str(result.state)
         if not 0 <= points <= question.max_points:
             points, state = 0.0, "fail"
-        return {**base, "points": points, "state": state, "message": str(result.message)}
+        graded = {**base, "points": points, "state": state, "message": str(result.message)}
+        if sheet_id is not None and state != "pass":
+            other = _for_sheet_id(question, data[1:], sheet_id)
+            if other is not None and other["points"] > points:
+                graded.update(sheet_id_points=other["points"], sheet_id_state=other["state"])
+        return graded
     except TimeoutError:
         os.kill(pid, signal.SIGKILL)
         return {**base, "message": f"the check of `{question.answer_name}` ran past {timeout:g} s "
@@ -176,7 +231,9 @@ def _prepare(question: Question) -> None:
 
 class Checker:
     """A forked, sandboxed grading process that waits until `results()` hands it the answers; its checks
-    draw their cases for `student` (the hand-in's name), in the recording children as in the replay."""
+    draw their cases for `student` (the hand-in's name), in the recording children as in the replay.
+    After `results()`, `sheet_id` is the sheet's own student_id where it differs from `student` (None where
+    it matches or the notebook defines none)."""
 
     def __init__(self, questions: list[Question], answers: Path, limits: Limits, work: Path,
                  timeout: float, threads: int, student: str = ""):
@@ -195,20 +252,25 @@ class Checker:
                 for question in questions:
                     _prepare(question)
                 os.read(go_r, 1)
-                results = {q.id: grade_one(q, answers, timeout, threads, limits) for q in questions}
-                _write_all(res_w, json.dumps(results).encode())
+                sheet = sheet_student(answers)
+                sheet = sheet if sheet is not None and sheet != current_student() else None
+                results = {q.id: grade_one(q, answers, timeout, threads, limits, sheet) for q in questions}
+                _write_all(res_w, json.dumps({"questions": results, "sheet_id": sheet}).encode())
             finally:
                 os._exit(0)
         os.close(go_r), os.close(res_w)
         self.go, self.res, self.budget = go_w, res_r, len(questions) * (timeout + 5) + 30
+        self.sheet_id: str | None = None
 
     def results(self) -> dict | None:
-        """Let the checker grade; return {qid: {points, max_points, message}}, or None if it failed."""
+        """Let the checker grade; return {qid: {points, max_points, message, state, ...}}, or None if it failed."""
         os.write(self.go, b"g")
         os.close(self.go)
         try:
-            return json.loads(_read_until_closed(self.res, self.budget))
-        except (TimeoutError, ValueError):
+            found = json.loads(_read_until_closed(self.res, self.budget))
+            self.sheet_id = found["sheet_id"]
+            return found["questions"]
+        except (TimeoutError, ValueError, KeyError, TypeError):
             return None
         finally:
             self.stop()

@@ -1,10 +1,13 @@
 """Reading what the grader wrote: the gradebook CSV and each student's result.json.
 
 The gradebook has the columns `student, <question ids...>, total, max, status, seconds, message`
-(written questions merged by `written` sit among the question ids). Each student's feedback folder
-holds `result.json` (student, status, total, max, message, questions {id: points, max_points,
-message, state}) and the executed notebook; folders are found by reading result.json, never by
-rebuilding a folder name from the student id.
+(written questions merged by `written` sit among the question ids; a message that starts with
+`student_id_mismatch:` flags a sheet whose own student_id differs from the hand-in's name, see
+`feedback.gradebook_message`). Each student's feedback folder holds `result.json` (student, status,
+total, max, message, questions {id: points, max_points, message, state, and sheet_id_points and
+sheet_id_state where the answer earns more for the sheet's own student_id}, and student_id_mismatch,
+the sheet's id, where it differs) and the executed notebook; folders are found by reading result.json,
+never by rebuilding a folder name from the student id.
 """
 from __future__ import annotations
 

@@ -71,6 +71,9 @@ def _cnn_course_export(names, folder):
             except BaseException:
                 pass
     manifest["defined"] = sorted(k for k, v in space.items() if callable(v) and not k.startswith("_"))[:500]
+    if "student_id" in space:
+        sid = space["student_id"]
+        manifest["student_id"] = str.__str__(sid)[:200] if isinstance(sid, str) else ""
     with io.open(os.path.join(folder, "manifest.json"), "w") as f:
         json.dump(manifest, f)
 _cnn_course_export({names!r}, {folder!r})
@@ -353,10 +356,12 @@ def _grade_notebook(job: Job, nb: nbformat.NotebookNode, env_dir: Path, executed
         run = execute(job, nb, work, answers, executed, env_dir, deadline)
     finally:
         watchdog.cancel()
+    mismatch: dict = {}
     if run.reached_grader:
         isolation.ensure()
         results = checker.results()
         graded = results or _zero(job, "the grading process failed (a crash or the memory limit)")
+        mismatch = {"student_id_mismatch": checker.sheet_id} if results and checker.sheet_id is not None else {}
     else:
         checker.stop()
         reason = run.incidents[0][1] if run.incidents else "the kernel stopped"
@@ -373,10 +378,11 @@ def _grade_notebook(job: Job, nb: nbformat.NotebookNode, env_dir: Path, executed
         run.note("invalid", _blocked(audit, job.sandbox))
         graded = _zero(job, "no points: the notebook tried to reach other students' or the grader's files "
                        "or processes (" + "; ".join(audit) + ")")
+        mismatch = {}
     status = max((kind for kind, _ in run.incidents), key=SEVERITY.index, default="ok")
     texts = [text for _, text in sorted(run.incidents, key=lambda i: -SEVERITY.index(i[0]))]  # worst first
     message = "; ".join(texts[:8]) + (f"; and {len(texts) - 8} more" if len(texts) > 8 else "")
-    return {"status": status, "message": message, "questions": graded}
+    return {"status": status, "message": message, "questions": graded, **mismatch}
 
 
 def _stop_kernel(keep: int) -> None:
