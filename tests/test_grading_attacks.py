@@ -35,10 +35,15 @@ from course_utils.grading.checker import grade_one
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def builds_a_transform(call: ast.Call) -> bool:
+    """Whether `call` only constructs a torchvision transform (`transforms.RandomAffine(...)`): no data, no training."""
+    return isinstance(call.func, ast.Attribute) and isinstance(call.func.value, ast.Name) and call.func.value.id == "transforms"
+
+
 def solution_answer(qid: str):
     """The answer to question `qid` as its solution notebook defines it (or None): the notebook's
-    imports, functions, classes and assignments that call nothing (predictions, choices), executed in
-    order (nothing that trains or loads data)."""
+    imports, functions, classes and assignments that call nothing but torchvision transforms (predictions,
+    choices, an augmentation), executed in order (nothing that trains or loads data)."""
     q = load_all()[qid]
     path = ROOT / "solutions" / f"{q.notebook}.ipynb"
     if not path.is_file():
@@ -52,7 +57,8 @@ def solution_answer(qid: str):
         except SyntaxError:                    # IPython magics
             continue
         for node in tree.body:
-            plain_value = isinstance(node, ast.Assign) and not any(isinstance(n, ast.Call) for n in ast.walk(node))
+            calls = [n for n in ast.walk(node) if isinstance(n, ast.Call)]
+            plain_value = isinstance(node, ast.Assign) and all(builds_a_transform(c) for c in calls)
             if plain_value or isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)):
                 try:
                     exec(compile(ast.Module([node], type_ignores=[]), str(path), "exec"), namespace)
