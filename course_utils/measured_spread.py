@@ -46,5 +46,5 @@ SPREAD = {
  "torch": "2.14.1+cu130",
  "threads": 1,
  "command": "OMP_NUM_THREADS=1 python -m course_utils.spread",
- "note": "the machine was shared while it trained (load average about 8 on 2 cores), so the seconds are inflated; a quiet 2-core machine trains one run in about 2 min"
+ "note": "the machine was shared while it trained (load average about 8 on 2 cores), so the seconds are inflated"
 }

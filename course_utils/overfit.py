@@ -142,7 +142,8 @@ def gap_verdict(runs: dict[str, tuple[nn.Module, Curves]], data: MNISTData) -> s
     side = mcnemar(correct(model_a, data.X_train, data.y_train), correct(model_b, data.X_train, data.y_train))
     lines.append(f"Training side, paired on the same {side.n:,} training digits: {b} minus {a} "
                  f"{100 * (side.c - side.b) / side.n:+.2f} points (exact McNemar p = {side.p:.2g})")
-    change, sign = f"{100 * (gap[b] - gap[a]):+.2f} points", direction(*arms)
+    change = f"{100 * (gap[b] - gap[a]):+.2f} points (no interval of its own: its two sides' McNemar p are above)"
+    sign = direction(*arms)
     if sign > 0:
         end = (f"So {b} the gap changed by {change}, and validation accuracy rose beyond the paired noise: a gain "
                "on unseen digits, shown for these two networks at this budget (one seed each).")
