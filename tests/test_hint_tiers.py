@@ -9,6 +9,7 @@ The detector is checked too: put back as a last tier, every solution is caught.
 """
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -116,3 +117,59 @@ def test_multiple_choice_and_numeric_answers_are_found_from_the_graders():
     assert "14,528" in answer_values("block_parameters", QUESTIONS["block_parameters"].reveal)
     assert "8, 16, 15, 15" in answer_values("conv_output_shape", QUESTIONS["conv_output_shape"].reveal)
     assert leaks(QUESTIONS["initial_loss"], "the loss starts at 2.303 nats")
+
+
+def _wrong_answers() -> dict[str, tuple[list, list[str]]]:
+    """For each predict or numeric concept question of notebooks 01, 02, 04 and 05: wrong answers reaching each
+    failure path, and how its reference value is written where the solution does not hold it as a number."""
+    from course_utils.checks import batch_size, cross_entropy, filters
+    from course_utils.kernels import receptive_field
+    c, h, w = filters._pool_shape(*filters._pool_input_size())
+    index, size, _ = cross_entropy._push_truth("")
+    other = (index + 1) % cross_entropy.PUSH_M
+    n, epochs, big, small = batch_size._equal_images_case().values()
+    steps = epochs * -(-n // small)
+    beta, kalman = batch_size._ema_beta(), batch_size._kalman_case()
+    window = kalman["batch_size"] / batch_size.steady_state_gain(kalman["q"], kalman["r"])
+    kernel = [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    return {
+        "conv_output_shape": ([(16, 14, 14), (8, 3, 14, 14), (8, 16, 16, 16), (8, 16, 14, 14), (8, 16, 30, 30),
+                               (8, 16, 14.5, 14.5), (1, 8, 16, 14, 14), (8, 16, 13, 13), (2, 3, 4, 5)], []),
+        "impulse_response": ([kernel, [list(r) for r in zip(*kernel)], kernel[::-1], [r[::-1] for r in kernel],
+                              [[5] * 3] * 3, [[0] * 3] * 3], ["9, 8, 7", "[[9"]),
+        "conv_parameters": ([1200, 416, 400, 76, 256, 1203, 1000], []),
+        "initial_loss": ([0.1, 1.0, math.log2(10), -math.log(10), 0, 10 * math.log(10), 5.0], []),
+        "smoothed_floor": ([0.0, -math.log(0.91), -0.91 * math.log(0.91), math.log(10), 3.0], []),
+        "largest_push": ([(other, size), (index, 2 * size), (index, size / 2), (index, 0.9)],
+                         [f"{size:g}", f"{size:.3f}", f"{size:.4f}"]),
+        "odd_pool_shape": ([(8, h, w), (c, w, h), (c, h + 1, w + 1), (c, h - 1, w - 1), (c, h), (c, 2 * h, w),
+                            (h, w, c)], [f"{c}, {h}, {w}", f"{h}, {w}"]),
+        "pool_receptive_field": ([5, 7, 8, 10, 12, 9, 3], [str(receptive_field([3, 3, 2], [1, 1, 2]))]),
+        "positive_filter_choice": (["b", "c", "d"], []),
+        "noise_ratio": ([16, 1, 0.25, 1 / 16, 2.0, 7.0, -1], []),
+        "partial_batch_steps": ([*batch_size._partial_mistakes(n, epochs, big, small), steps + 7, 2],
+                                [f"{steps}", f"{steps:,}"]),
+        "adadelta_no_gap": (["a", "b", "c", "d", "e"], []),
+        "ema_startup": ([*batch_size._startup_mistakes(beta), 3], [str(batch_size._startup_steps(beta))]),
+        "kalman_window_images": ([*batch_size._kalman_mistakes(**kalman), 3.0],
+                                 [f"{window:,.0f}", f"{window:.0f}", f"{window:g}"]),
+    }
+
+
+def test_a_wrong_prediction_or_numeric_answer_is_not_told_the_reference_value():
+    """Failure feedback of a predict or numeric concept question diagnoses the mistake without the value."""
+    for qid, (wrong, values) in _wrong_answers().items():
+        q = QUESTIONS[qid]
+        forms = values + answer_values(qid, squeeze(q.reveal))
+        letter = answer_letter(qid)
+        for answer in wrong:
+            result = grade(qid, answer)
+            assert not result.passed and result.attempted, (qid, answer, result.message)
+            said = squeeze(" ".join(line for line in result.message.splitlines() if "Partial credit" not in line))
+            own = [str(answer)] + ([f"{answer:g}"] if isinstance(answer, (int, float)) else [])
+            for text in own:
+                said = said.replace(text, "the answer")              # the student's own numbers aside
+            found = [f for f in forms if re.search(rf"(?<![\w.,]){re.escape(f)}(?![\w]|[.,]\d)", said)]
+            if letter:
+                found += [form for form in (f"({letter})", f"option {letter}") if form in said]
+            assert not found, f"{qid}: answer {answer!r} is told {found}: {result.message}"

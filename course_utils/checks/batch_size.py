@@ -226,8 +226,8 @@ def check_noise_ratio(predicted_noise_ratio) -> str:
              1 / truth: "that has the ratio upside down: the smaller batch averages fewer images, so it is the noisier.",
              1 / 16: "that has the ratio upside down (and of variances): the smaller batch is the noisier."}
     wrong = next((w for v, w in named.items() if math.isclose(number, v, rel_tol=0.05)), "")
-    raise Mistake(f"predicted {number:g}: {wrong or 'not what sampling noise gives.'} In fact {why}. The next cell "
-                  "measures it.", "see hint('noise_ratio').", earned=0.5, credit="a prediction written down before the run")
+    raise Mistake(f"predicted {number:g}: {wrong or 'not what sampling noise gives.'} The next cell measures it.",
+                  "see hint('noise_ratio').", earned=0.5, credit="a prediction written down before the run")
 
 
 ADADELTA_OPTIONS = {

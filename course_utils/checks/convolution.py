@@ -137,7 +137,7 @@ def check_conv_output_shape(predicted_shape: Any) -> str:
            f"({h} + 2*{layer['padding']} - {layer['kernel_size']}) // {layer['stride']} + 1 = {side}")
     if got == truth and all(isinstance(d, int) and not isinstance(d, bool) for d in got):
         return f"predicted {truth}: {why}."
-    said = f"predicted {got}, measured {truth}"
+    said = f"predicted {got}"
     if len(got) == 3:
         raise Mistake(f"{said}: the batch dimension is missing; a layer keeps one output per image of the batch.",
                       "the shape has four entries, (N, C, H, W).")
@@ -161,8 +161,8 @@ def check_conv_output_shape(predicted_shape: Any) -> str:
              "second position only."}
     if got[0] == n and got[1] == layer["out_channels"] and got[2] in sides:
         raise Mistake(f"{said}: {sides[got[2]]}", "run hint('conv_output_shape') for more.")
-    raise Mistake(f"{said}: compare the entries one by one, N, then C_out, then the sides.",
-                  "run hint('conv_output_shape').")
+    raise Mistake(f"{said}: not the shape this layer gives; compare the entries one by one, N, then C_out, then "
+                  "the sides. The next cell measures it.", "run hint('conv_output_shape').")
 
 
 def _conv(image: torch.Tensor, kernel: torch.Tensor, stride: int, padding: int) -> torch.Tensor:

@@ -310,8 +310,8 @@ def check_initial_loss(predicted_initial_loss: Any) -> str:
              0.0: "a loss of 0 needs probability 1 for the true class; equal logits spread it evenly.",
              C * truth: "that sums the loss over the classes; only the true class's probability enters."}
     wrong = next((w for v, w in named.items() if math.isclose(number, v, rel_tol=1e-2, abs_tol=1e-3)), "")
-    raise Mistake(f"predicted {number:g}: {wrong or 'not what softmax and the loss give.'} In fact {why}. The next "
-                  "cell measures it.", _more("initial_loss"), earned=0.5,
+    raise Mistake(f"predicted {number:g}: {wrong or 'not what softmax and the loss give.'} The next cell measures "
+                  "it.", _more("initial_loss"), earned=0.5,
                   credit="a prediction written down before the run")
 
 
