@@ -114,7 +114,7 @@ def test_the_detector_catches_each_solution_put_back_as_a_tier(qid):
 
 def test_multiple_choice_and_numeric_answers_are_found_from_the_graders():
     assert answer_letter("validation_choice") == "b" and answer_letter("positive_filter_choice") == "a"
-    assert "14,528" in answer_values("block_parameters", QUESTIONS["block_parameters"].reveal)
+    assert "8,208" in answer_values("block_parameters", QUESTIONS["block_parameters"].reveal)
     assert "8, 16, 15, 15" in answer_values("conv_output_shape", QUESTIONS["conv_output_shape"].reveal)
     assert leaks(QUESTIONS["initial_loss"], "the loss starts at 2.303 nats")
 

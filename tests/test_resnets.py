@@ -14,7 +14,7 @@ from torchvision import transforms
 
 from course_utils.checks import _HINTS_SHOWN, grade, hint, questions_for, set_student, student, written_for
 from course_utils.checks.resnet import (block_case, block_slips, gap_case, loader_cases, sheet_cases,
-                                        zero_gamma_input)
+                                        stride2_case, stride2_slips, zero_gamma_input)
 from course_utils.cost import count_macs, count_parameters, layer_costs
 from course_utils.data import MEAN, STD
 from course_utils.grading.replay import record, replay
@@ -442,41 +442,61 @@ def test_se_block_grader_names_each_mistake(mistake):
     assert not grade("se_block", Stub).attempted
 
 
-@pytest.mark.parametrize("answer", [14528, np.int64(14528), torch.tensor(14528)])
+@pytest.mark.parametrize("answer", [8208, np.int64(8208), torch.tensor(8208)])
 def test_block_parameters_accepts_the_count_as_any_integer(answer):
     assert grade("block_parameters", answer).passed
 
 
 @pytest.mark.parametrize("answer, expected", [
-    (13952, "you left out the shortcut"), (14016, "the projection's 1x1 convolution"),
-    (14336, "learned scale and shift"), (14720, "running mean and variance"),
-    (14624, "a bias for each convolution"), (14592, "a bias for the two 3x3 convolutions"),
-    (18624, "as a 3x3 convolution"), (14528.0, "a count is a whole number"), (12345, "count each layer's weights"),
+    (7872, "you left out the shortcut"), (7920, "the projection's 1x1 convolution"),
+    (8064, "learned scale and shift"), (8352, "running mean and variance"),
+    (8280, "a bias for each convolution"), (8256, "a bias for the two 3x3 convolutions"),
+    (10512, "as a 3x3 convolution"), (8208.0, "a count is a whole number"), (12345, "count each layer's weights"),
 ])
-def test_block_parameters_names_each_mistake(answer, expected):
+def test_block_parameters_names_each_mistake_without_stating_the_count(answer, expected):
     message = failure("block_parameters", answer)
-    assert expected in message and "4,608" not in message
+    assert expected in message and "8,208" not in message and "8208" not in message.replace(str(answer), "")
+    assert "2,592" not in message
 
 
-def test_block_parameters_truth_is_the_measured_count():
-    assert count_parameters(ResidualBlock(16, 32, stride=2)) == 14528
-    assert not grade("block_parameters", None).attempted
+def test_block_parameters_common_block_is_not_the_one_the_lecture_counts():
+    assert block_case() == (12, 24, 2) and count_parameters(ResidualBlock(12, 24, stride=2)) == 8208
+    assert not grade("block_parameters", 14528).passed and not grade("block_parameters", None).attempted
 
 
-@pytest.mark.parametrize("answer", [(8, 32, 7, 7), [8, 32, 7, 7], torch.Size([8, 32, 7, 7]),
-                                    tuple(np.array([8, 32, 7, 7]))])
+@pytest.mark.parametrize("answer", [(6, 24, 6, 8), [6, 24, 6, 8], torch.Size([6, 24, 6, 8]),
+                                    tuple(np.array([6, 24, 6, 8]))])
 def test_stride2_shape_accepts_tuples_lists_and_sizes(answer):
     assert grade("stride2_shape", answer).passed
 
 
 @pytest.mark.parametrize("answer, expected", [
-    ((8, 32, 6, 6), "rounded down"), ((8, 32, 13, 13), "the stride is ignored"), ((8, 16, 7, 7), "the input's"),
-    ((32, 7, 7), "the batch dimension is missing"), ((8, 32, 6, 6), "no padding"),
-    ((8, 32, 14, 14), "never makes the map larger"), ((8, 32, 6.5, 6.5), "whole numbers"),
-    ("8x32x7x7", "write the shape as a tuple"), ((8, 32, 8, 8), "count the output rows"),
+    ((6, 24, 5, 8), "rounded down"), ((6, 24, 11, 16), "the stride is ignored"), ((6, 12, 6, 8), "the input's"),
+    ((24, 6, 8), "the batch dimension is missing"), ((6, 24, 5, 7), "without padding"),
+    ((6, 24, 8, 6), "swapped"), ((6, 24, 22, 32), "never makes the map larger"),
+    ((6, 24, 6.5, 8), "whole numbers"), ("6x24x6x8", "write the shape as a tuple"),
+    ((6, 24, 7, 9), "count the output rows"),
 ])
-def test_stride2_shape_names_each_mistake(answer, expected):
-    assert expected in failure("stride2_shape", answer)
+def test_stride2_shape_names_each_mistake_without_stating_the_shape(answer, expected):
+    message = failure("stride2_shape", answer)
+    assert expected in message and "6, 24, 6, 8" not in message
+
+
+def test_stride2_shape_draws_the_block_and_batch_per_student_with_an_odd_height():
+    seen = set()
+    for sid in ("alice", "bob", "carol", "dave", "erin"):
+        set_student(sid)
+        c_in, c_out, (n, c, h, w) = stride2_case()
+        seen.add((c_in, c_out, n, h, w))
+        assert c == c_in and h % 2 == 1 and w % 2 == 0 and w != h + 1
+        with torch.no_grad():
+            truth = tuple(ResidualBlock(c_in, c_out, 2).eval()(torch.zeros(n, c, h, w)).shape)
+        assert truth == (n, c_out, (h + 1) // 2, w // 2) and grade("stride2_shape", truth).passed
+        assert len(stride2_slips(c_in, c_out, (n, c, h, w))) == 6
+        assert "rounded down" in failure("stride2_shape", (n, c_out, h // 2, w // 2))
+        assert not grade("stride2_shape", (6, 24, 6, 8)).passed
+    set_student("")
+    assert len(seen) >= 4
 
 
 def sheet_answer(name: str):
@@ -500,15 +520,18 @@ def test_zero_gamma_accepts_the_pair_in_any_container_and_rounded(form):
 
 @pytest.mark.parametrize("answer, expected", [
     (lambda q: (0.0, 1.0), "still acts on x + 0 = x"), (lambda q: (1.0, 1.0), "the shortcut still carries x"),
-    (lambda q: (0.5, 1.0), "this x is shifted"), (lambda q: (q, 0.0), "ReLU(0) = 0"),
-    (lambda q: (q, 0.5), "not on half the entries"), (lambda q: (1.0, q), "swapped"),
+    (lambda q: (0.5, 1.0), "this x is shifted"), (lambda q: (q, 0.0), "nothing of x reaches"),
+    (lambda q: (q, 0.5), "the same value at every entry"), (lambda q: (1.0, q), "swapped"),
     (lambda q: (100 * q, 100.0), "percentages"), (lambda q: "a", "write two numbers"),
     (lambda q: (q,), "write two numbers"), (lambda q: (q, "one"), "should be numbers"),
     (lambda q: (q + 0.2, 1.0), "follow x through the block"),
 ])
-def test_zero_gamma_names_each_mistake(answer, expected):
-    assert abs(zero_fraction_of_x() - 0.5) > 0.1                       # the common x is shifted
-    assert expected in failure("zero_gamma", answer(zero_fraction_of_x()))
+def test_zero_gamma_names_each_mistake_without_stating_the_fractions(answer, expected):
+    q = zero_fraction_of_x()
+    assert abs(q - 0.5) > 0.1                                          # the common x is shifted
+    message = failure("zero_gamma", answer(q))
+    assert expected in message and f"{q:.2f}" not in message.replace(f"{answer(q)}", "")
+    assert f"{100 * q:.0f} %" not in message
     assert not grade("zero_gamma", None).attempted
 
 
@@ -542,7 +565,10 @@ def test_sheet_cases_sets_the_student_and_gives_the_checks_sizes():
     cases = sheet_cases("alice")
     assert student() == "alice" and cases["block"] == block_case() and cases["gap_map"] == gap_case()
     assert torch.equal(cases["zero_gamma_x"], zero_gamma_input())
-    assert sheet_cases("")["block"] == (16, 32, 2) and sheet_cases("")["gap_map"] == (128, 6, 6)
+    assert cases["stride2"] == stride2_case()
+    common = sheet_cases("")
+    assert common["block"] == (12, 24, 2) and common["gap_map"] == (96, 5, 5)
+    assert common["stride2"] == (12, 24, (6, 12, 11, 16))
 
 
 def conv1x1_einsum(x, weight, bias):
@@ -624,28 +650,29 @@ def test_conv1x1_tries_the_edge_sizes_and_draws_the_rest_per_student():
     assert not grade("conv1x1", lambda *a: (_ for _ in ()).throw(NotImplementedError())).attempted
 
 
-@pytest.mark.parametrize("answer", [44800, np.int64(44800), torch.tensor(44800)])
+@pytest.mark.parametrize("answer", [23040, np.int64(23040), torch.tensor(23040)])
 def test_gap_saving_accepts_the_count_as_any_integer(answer):
     assert grade("gap_saving", answer).passed
 
 
 @pytest.mark.parametrize("answer, expected", [
-    (46090, "the flattening head's size"), (46080, "the flattening head's weights"),
-    (4480, "both heads scale with 10"), (44810, "a bias counted in one head only"),
-    (44790, "a bias counted in one head only"), (46070, "the GAP head takes C numbers"),
-    (35.73, "looks like a ratio"), (44800.0, "a count is a whole number"), (12345, "count each head's"),
-    ("44800", "a count is a whole number"),
+    (24010, "the flattening head's size"), (24000, "the flattening head's weights"),
+    (2304, "both heads scale with 10"), (23050, "a bias counted in one head only"),
+    (23030, "a bias counted in one head only"), (23990, "the GAP head takes C numbers"),
+    (24.75, "looks like a ratio"), (23040.0, "a count is a whole number"), (12345, "count each head's"),
+    ("23040", "a count is a whole number"),
 ])
 def test_gap_saving_names_each_mistake_without_stating_the_count(answer, expected):
     message = failure("gap_saving", answer)
-    assert expected in message and "44,800" not in message and "44800" not in message.replace(str(answer), "")
+    assert expected in message and "23,040" not in message and "23040" not in message.replace(str(answer), "")
+    assert not grade("gap_saving", 44800).passed                       # the report's map, which the lecture prints
 
 
 def test_gap_saving_draws_the_map_per_student():
     set_student("bob")
     c, h, w = gap_case()
-    assert (c, h, w) != (128, 6, 6) and grade("gap_saving", 10 * c * (h * w - 1)).passed
-    assert not grade("gap_saving", 44800).passed
+    assert (c, h, w) not in {(128, 6, 6), (96, 5, 5)} and grade("gap_saving", 10 * c * (h * w - 1)).passed
+    assert not grade("gap_saving", 23040).passed
     set_student("")
 
 

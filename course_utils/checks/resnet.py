@@ -193,9 +193,10 @@ def _grade_block(StudentBlock, question_id: str, what_name: str) -> None:
 @question("residual_block", NOTEBOOK, answer_name="ResidualBlock", points=2, hints=(
     "Look at the shapes: F(x) changes shape when the channels change and when the stride is 2. The shortcut "
     "must produce exactly F(x)'s shape, or the addition fails.",
-    "The shortcut is the identity only when in_channels == out_channels AND stride == 1; in every other case "
-    "(different channels, or stride 2, or both) it is a 1x1 convolution with the block's stride, then a "
-    "BatchNorm. The stride belongs to conv1, not conv2."),
+    "Go through the four combinations the check tries (equal or different channels, stride 1 or 2) and compare "
+    "the shape of x with the shape of F(x) in each: wherever they differ, the shortcut must change x the way the "
+    "branch does, in channels and in size. Then check which convolution of the branch the exercise gives the "
+    "stride to."),
     reveal="y = relu(bn2(conv2(relu(bn1(conv1(x))))) + s(x)), conv1 3x3 stride `stride` padding 1, conv2 3x3 stride 1 "
     "padding 1, s = nn.Identity() if stride == 1 and in == out else nn.Sequential(nn.Conv2d(in, out, 1, "
     "stride=stride, bias=False), nn.BatchNorm2d(out)).")
@@ -278,16 +279,16 @@ def check_se_block(StudentSE) -> str:
     return "squeeze (mean), excite (bottleneck with ReLU, sigmoid gates) and per-channel scaling match the reference."
 
 
-PREDICT_BLOCK = (16, 32, 2)                      # the common case of block_parameters, and stride2_shape's block
+PREDICT_BLOCK = (12, 24, 2)                      # block_parameters without an id: not a block the lecture counts
+LECTURE_BLOCK = (16, 32)                         # the lecture prints this block's count and output shape
 
 
 def block_case() -> tuple[int, int, int]:
     """block_parameters' block (C_in, C_out, stride 2) for the current student; PREDICT_BLOCK without an id."""
     if not student():
         return PREDICT_BLOCK
-    r = case_random(61)
-    c_in = r.choice([8, 12, 16, 20, 24])
-    return c_in, c_in * r.choice([2, 3]), 2
+    pairs = [(c, k * c) for c in (8, 12, 16, 20, 24) for k in (2, 3) if (c, k * c) != LECTURE_BLOCK]
+    return (*case_random(61).choice(pairs), 2)
 
 
 def block_slips(c_in: int, c_out: int) -> dict[int, str]:
@@ -307,11 +308,11 @@ def block_slips(c_in: int, c_out: int) -> dict[int, str]:
 
 @question("block_parameters", NOTEBOOK, answer_name="predicted_block_parameters", kind="predict", hints=(
     "Count layer by layer: two 3x3 convolutions, their BatchNorms, and the shortcut this block needs.",
-    "A k x k convolution from C_in to C_out without bias has C_out * C_in * k * k weights; a BatchNorm has a "
-    "learned scale and shift per channel (its running statistics are buffers, not parameters). Channels change "
-    "and the stride is 2, so the shortcut projects."),
+    "Three things are easy to get wrong: whether this block's shortcut has layers of its own (compare the shapes "
+    "of x and F(x)), what a convolution's weight tensor holds besides the channels (its kernel), and which of a "
+    "BatchNorm's tensors are learned and which are only tracked (parameters against buffers)."),
     reveal="9 C_in C_out + 9 C_out^2 + C_in C_out + 3 * 2 C_out: conv1, conv2, the 1x1 projection, and a scale and "
-    "a shift for each of the three BatchNorms. For ResidualBlock(16, 32, 2): 4,608 + 9,216 + 512 + 192 = 14,528.")
+    "a shift for each of the three BatchNorms. For ResidualBlock(12, 24, 2): 2,592 + 5,184 + 288 + 144 = 8,208.")
 def check_block_parameters(predicted) -> str:
     c_in, c_out, stride = block_case()
     truth = count_parameters(ResidualBlock(c_in, c_out, stride))
@@ -321,42 +322,71 @@ def check_block_parameters(predicted) -> str:
     except Mistake as m:
         reason = block_slips(c_in, c_out).get(int(predicted)) if is_integer(predicted) else None
         if reason:
-            raise Mistake(f"{what} is {int(predicted):,}: {reason}. The cell below measures {truth:,}.",
+            raise Mistake(f"{what} is {int(predicted):,}: {reason}. Run the cell below to see each layer's count.",
                           "hint('block_parameters') says more.") from None
-        raise Mistake(f"{m.message} The cell below measures it; count each layer's weights again.",
-                      m.hint or "hint('block_parameters') says more.") from None
+        if not is_integer(predicted):
+            raise m from None
+        raise Mistake(f"{what} is {int(predicted):,}: not the block's count, and not one of the usual slips; count "
+                      "each layer's weights again, then run the cell below.",
+                      "hint('block_parameters') says more.") from None
     return (f"{truth:,} parameters, the 3x3 weights dominating and the projection adding "
             f"{c_in * c_out + 2 * c_out:,}.")
 
 
+def stride2_case() -> tuple[int, int, tuple[int, int, int, int]]:
+    """stride2_shape's block (C_in, C_out) and input (N, C_in, H, W) for the current student: H odd, W even, and
+    W != H + 1 so that the output is not square; (12, 24) on (6, 12, 11, 16) without an id."""
+    if not student():
+        return 12, 24, (6, 12, 11, 16)
+    r = case_random(66)
+    c_in = r.choice([8, 12, 16, 24])
+    h = r.choice(range(9, 22, 2))
+    w = r.choice([v for v in range(8, 23, 2) if v != h + 1])
+    return c_in, c_in * r.choice([2, 3]), (r.randint(2, 9), c_in, h, w)
+
+
+def stride2_slips(c_in: int, c_out: int, shape: tuple[int, int, int, int]) -> dict[tuple[int, ...], str]:
+    """stride2_shape's named wrong shapes for ResidualBlock(c_in, c_out, 2) on `shape`: wrong shape -> why."""
+    n, _, h, w = shape
+    oh, ow = (h + 1) // 2, w // 2                               # conv1: 3x3, padding 1, stride 2
+    slips = {(n, c_out, h // 2, w // 2): f"the odd side ({h}) was halved and rounded down: conv1 pads by 1, so "
+                                         "count where its stride-2 windows start on that side",
+             (n, c_out, h // 2, w // 2 - 1): "conv1 is taken without padding: it pads by 1 on every side",
+             (n, c_out, h, w): "the stride is ignored: stride 2 shrinks the map",
+             (n, c_in, oh, ow): "the channels are the input's: the block outputs out_channels",
+             (c_out, oh, ow): f"the batch dimension is missing: the block keeps N = {n}",
+             (n, c_out, ow, oh): "height and width are swapped: the input's H comes before its W"}
+    return {k: v for k, v in slips.items() if k != (n, c_out, oh, ow)}
+
+
 @question("stride2_shape", NOTEBOOK, answer_name="predicted_output_shape", kind="predict", hints=(
     "Follow one image through conv1: its channels, its stride, its padding. The rest of the block keeps "
-    "that shape.",
-    "A 3x3 convolution with padding 1 and stride 2 visits rows 0, 2, 4, ...: on 13 rows the last window "
-    "starts at row 12, so it does not simply halve and round down."),
-    reveal="floor((13 + 2*1 - 3) / 2) + 1 = 7, so (8, 32, 7, 7): batch, out_channels, then 7 x 7.")
+    "that shape, and the shortcut is built to match it.",
+    "A convolution's output size depends on its kernel, padding and stride, and it is rounded: work it out for "
+    "the height and for the width separately (one of them is odd). If unsure, list on paper the rows where the "
+    "stride-2 windows start on a padded input of a few rows."),
+    reveal="conv1 sets the size: floor((side + 2*1 - 3) / 2) + 1 on each side, so an odd side rounds up and an "
+    "even side halves. For ResidualBlock(12, 24, stride=2) on (6, 12, 11, 16): floor(10 / 2) + 1 = 6 rows, "
+    "floor(15 / 2) + 1 = 8 columns, so (6, 24, 6, 8).")
 def check_stride2_shape(predicted) -> str:
-    c_in, c_out, stride = PREDICT_BLOCK
+    c_in, c_out, shape = stride2_case()
     with torch.no_grad():
-        truth = tuple(ResidualBlock(c_in, c_out, stride).eval()(torch.zeros(8, c_in, 13, 13)).shape)
-    what = "predicted_output_shape (ResidualBlock(16, 32, stride=2) on an (8, 16, 13, 13) batch)"
+        truth = tuple(ResidualBlock(c_in, c_out, 2).eval()(torch.zeros(shape)).shape)
+    what = f"predicted_output_shape (ResidualBlock({c_in}, {c_out}, stride=2) on a {shape} batch)"
     if not isinstance(predicted, (tuple, list, torch.Size)):
         raise Mistake(f"{what} is a {type(predicted).__name__}; write the shape as a tuple such as (8, 1, 2, 3).")
     if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in predicted):
         raise Mistake(f"{what} is {tuple(predicted)!r:.80}: a shape holds whole numbers (int).",
                       "a convolution's output size is rounded: hint('stride2_shape').")
     got = tuple(int(d) for d in predicted)
-    named = {(8, 32, 6, 6): "13 / 2 rounded down, or no padding: conv1 pads by 1, so the stride-2 window also "
-                            "starts on the last row",
-             (8, 32, 13, 13): "the stride is ignored: stride 2 shrinks the map",
-             (8, 16, 7, 7): "the channels are the input's: the block outputs out_channels",
-             (32, 7, 7): "the batch dimension is missing: the block keeps N = 8",
-             (8, 32, 14, 14): "a stride-2 convolution never makes the map larger"}
     if got != truth:
-        reason = named.get(got) or "count the output rows of conv1 again"
-        raise Mistake(f"{what} is {got}: {reason}. The cell below measures {truth}.",
+        larger = len(got) == 4 and (got[2] > shape[2] or got[3] > shape[3])
+        reason = stride2_slips(c_in, c_out, shape).get(got) or (
+            "a stride-2 convolution never makes the map larger" if larger else
+            "count the output rows and columns of conv1 again")
+        raise Mistake(f"{what} is {got}: {reason}. Run the cell below to see the measured shape.",
                       "hint('stride2_shape') says more.")
-    return f"{truth}: out_channels, and 13 rows with padding 1 and stride 2 give 7."
+    return f"{truth}: out_channels, and with padding 1 and stride 2 an odd side rounds up, an even side halves."
 
 
 def zero_gamma_input() -> torch.Tensor:
@@ -393,9 +423,9 @@ def _fractions(value: Any, what: str, more: str) -> tuple[float, float]:
 @question("zero_gamma", NOTEBOOK, answer_name="predicted_zero_fractions", kind="predict", hints=(
     "Start at bn2: with its scale gamma = 0 and its shift beta = 0, what does it output, whatever comes in? Then "
     "write out the last line of each block with that value in place of F(x).",
-    "The residual block is left with ReLU(x + something), the plain block with ReLU(something) for the same "
-    "something. A ReLU outputs exactly 0 where its input is not positive: the cell above printed how much of x "
-    "that is."),
+    "Compare what reaches the final ReLU in each block once bn2's output is known: one block still has a path "
+    "from x to that ReLU, the other does not. Then ask where a ReLU's output is exactly 0, and look again at "
+    "what the cell above printed about x."),
     reveal="(fraction of x that is <= 0, 1.0): F(x) = bn2(...) = 0 * x_hat + 0 = 0, so the residual block outputs "
     "relu(x + 0) = relu(x), zero where x <= 0, and the plain block relu(0) = 0 everywhere.")
 def check_zero_gamma(predicted) -> str:
@@ -405,22 +435,21 @@ def check_zero_gamma(predicted) -> str:
     block, plain = zero_gamma_blocks()
     with torch.no_grad():
         truth = tuple(float((f(x) == 0).double().mean()) for f in (block, plain))
-    pair, negative = _fractions(predicted, what, more), float((x < 0).double().mean())
+    pair = _fractions(predicted, what, more)
     close = lambda a, b: abs(a - b) <= 0.02
-    measured = f"The cell below measures ({truth[0]:.2f}, {truth[1]:.2f})."
+    measured = "Run the cell below to see the measured fractions."
     if close(pair[0], truth[0]) and close(pair[1], truth[1]):
         return (f"({truth[0]:.2f}, {truth[1]:.2f}): the residual block passes x through its final ReLU unchanged "
                 "where x > 0; the plain block outputs zeros (and passes no gradient back).")
     if close(pair[0], truth[1]) and close(pair[1], truth[0]):
         raise Mistake(f"{what} is {pair}: the two are swapped; the residual block comes first. {measured}", more)
-    residual = {0.0: "the ReLU after the addition still acts on x + 0 = x: it zeroes the entries where x is "
-                     "negative",
-                1.0: "the shortcut still carries x past the silenced branch: only the entries where x is not "
-                     "positive are zeroed",
-                0.5: f"half would be right for x centred at 0, but this x is shifted: {100 * negative:.0f} % of "
-                     "its entries are negative"}
-    plain_ = {0.0: "the plain block has no shortcut: with gamma = 0 its branch is 0 everywhere and ReLU(0) = 0",
-              0.5: "the plain block has no shortcut: ReLU(0) = 0 everywhere, not on half the entries"}
+    residual = {0.0: "the ReLU after the addition still acts on x + 0 = x, and x is not positive everywhere",
+                1.0: "the shortcut still carries x past the silenced branch, so the residual block's output is "
+                     "not all zeros",
+                0.5: "half would be right for x centred at 0, but this x is shifted: look at its mean and "
+                     "its share of negative entries printed above"}
+    plain_ = {0.0: "the plain block has no shortcut: with gamma = 0, nothing of x reaches its final ReLU",
+              0.5: "the plain block has no shortcut, so its final ReLU sees the same value at every entry, not x"}
     for got, want, named in ((pair[0], truth[0], residual), (pair[1], truth[1], plain_)):
         if not close(got, want):
             reason = next((why for value, why in named.items() if close(got, value)),
@@ -496,9 +525,10 @@ def check_conv1x1(student: Callable[..., Any]) -> str:
 
 
 def gap_case() -> tuple[int, int, int]:
-    """gap_saving's last feature map (C, H, W) for the current student; the report's (128, 6, 6) without an id."""
+    """gap_saving's last feature map (C, H, W) for the current student; (96, 5, 5) without an id (the lecture
+    prints the report's (128, 6, 6))."""
     if not student():
-        return 128, 6, 6
+        return 96, 5, 5
     r = case_random(64)
     side = r.choice([3, 4, 5, 7])
     return r.choice([32, 48, 64, 96]), side, side
@@ -512,8 +542,8 @@ CLASSES = 10
     "flattening the (C, H, W) map, and after averaging each channel over its pixels?",
     "A Linear layer from n inputs to 10 outputs holds a weight per (input, class) pair and a bias per class; "
     "average pooling itself learns nothing. Subtract the smaller head from the larger one."),
-    reveal="(10 * C * H * W + 10) - (10 * C + 10) = 10 * C * (H * W - 1); for the report's (128, 6, 6): "
-    "46,090 - 1,290 = 44,800.")
+    reveal="(10 * C * H * W + 10) - (10 * C + 10) = 10 * C * (H * W - 1); for a (96, 5, 5) map: "
+    "24,010 - 970 = 23,040.")
 def check_gap_saving(answer) -> str:
     c, h, w = gap_case()
     flat, gap = CLASSES * c * h * w + CLASSES, CLASSES * c + CLASSES
@@ -640,9 +670,9 @@ def _check_passes(epochs: list, images: torch.Tensor, labels: torch.Tensor, size
 @question("make_loader", NOTEBOOK, points=2, hints=(
     "Build it in two parts: a Dataset that returns one (image, label) pair as the model wants it, then a "
     "DataLoader that batches and shuffles. Which of the two should know whether this is training?",
-    "Each image becomes a float (1, H, W) tensor divided by 255; augment is applied in __getitem__ (or a "
-    "transforms.Compose) only when train is True; shuffle=train, and the default drop_last=False keeps the last "
-    "incomplete batch."),
+    "Compare one example with the description: its dtype, its shape (the model wants a channel axis) and its "
+    "range. Then ask which of the two parts changes each image, which one changes the order, and what happens to "
+    "the images left over after the last full batch (read the DataLoader's defaults)."),
     reveal="class Digits(Dataset): __len__ returns len(labels); __getitem__(i): x = images[i][None].float() / 255; "
     "return (augment(x) if train else x), labels[i]. make_loader returns DataLoader(Digits(images, labels, train), "
     "batch_size=batch_size, shuffle=train).")
@@ -669,9 +699,11 @@ def check_make_loader(student: Callable[..., Any]) -> str:
 
 def sheet_cases(student_id: str) -> dict[str, Any]:
     """The sizes this sheet's checks draw for `student_id` (which they use from now on): block_parameters' block
-    (C_in, C_out, stride), zero_gamma's input x (4, 8, 6, 6) and gap_saving's last feature map (C, H, W)."""
+    (C_in, C_out, stride), stride2_shape's block and input (C_in, C_out, (N, C_in, H, W)), zero_gamma's input x
+    (4, 8, 6, 6) and gap_saving's last feature map (C, H, W)."""
     set_student(student_id)
-    return {"block": block_case(), "zero_gamma_x": zero_gamma_input(), "gap_map": gap_case()}
+    return {"block": block_case(), "stride2": stride2_case(), "zero_gamma_x": zero_gamma_input(),
+            "gap_map": gap_case()}
 
 
 @question("fix_block", NOTEBOOK, answer_name="FixedBlock", kind="debug", points=2, hints=(
@@ -726,8 +758,9 @@ BN_FORBIDDEN = {torch.Tensor.backward: "Tensor.backward()", torch.autograd.grad:
     "Draw the graph: mu = mean(x), var = mean((x - mu)^2), xhat = (x - mu) / sqrt(var + eps), y = gamma xhat + "
     "beta. dbeta and dgamma are sums over the batch; dx flows through three paths (directly, through mu, "
     "through var).",
-    "dbeta = sum over N of dout, dgamma = sum over N of dout * xhat. For dx, start from dxhat = dout * gamma and "
-    "remember that mu and var are functions of every x in the column."),
+    "dbeta and dgamma come from the last line alone, y = gamma xhat + beta, summed over the axis gamma and beta are "
+    "shared along. For dx, go back one node at a time and add the contributions of every path; if it is off, "
+    "check which path you left out, since mu and var are functions of every x in the column."),
     reveal="dx = (N * dxhat - dxhat.sum(0) - xhat * (dxhat * xhat).sum(0)) / (N * torch.sqrt(var + eps)).")
 def check_batchnorm_backward(student: Callable[..., Any]) -> str:
     more = "hint('batchnorm_backward') says more."
