@@ -540,8 +540,8 @@ CLASSES = 10
 @question("gap_saving", NOTEBOOK, answer_name="gap_saved_parameters", kind="concept", hints=(
     "Write both classifier heads as nn.Linear layers to the 10 classes: how many numbers enters each one, after "
     "flattening the (C, H, W) map, and after averaging each channel over its pixels?",
-    "A Linear layer from n inputs to 10 outputs holds a weight per (input, class) pair and a bias per class; "
-    "average pooling itself learns nothing. Subtract the smaller head from the larger one."),
+    "Count each head from what its Linear layer receives and what it outputs, weights and biases both; pooling "
+    "and flattening learn nothing. Then check the direction of the difference the question asks for."),
     reveal="(10 * C * H * W + 10) - (10 * C + 10) = 10 * C * (H * W - 1); for a (96, 5, 5) map: "
     "24,010 - 970 = 23,040.")
 def check_gap_saving(answer) -> str:
