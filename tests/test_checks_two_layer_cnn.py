@@ -18,6 +18,7 @@ from course_utils.cost import count_macs, count_parameters
 from course_utils import data as data_module
 from course_utils.data import load_mnist
 from course_utils.models import MLP, TwoLayerCNN
+from course_utils.overfit import Curves
 from course_utils.training import History, evaluate, fit
 
 NOTEBOOK = "03_two_layer_cnn"
@@ -563,8 +564,9 @@ def test_dropout_forward_backward_mistakes_get_their_message(answer, fragment):
 def test_train_mode_repeat_takes_the_letters_in_any_form():
     for style in ("bde", "BDE", "b, d, e", ["b", "d", "e"], ("e", "b", "d")):
         assert grade("train_mode_repeat", style).passed, style
-    for letter, fragment in {"a": "draws a fresh dropout mask", "c": "only stops recording the graph"}.items():
-        failed_with("train_mode_repeat", "bde" + letter, fragment)
+    for letter, fragment in {"a": "where dropout gets its mask", "c": "only stops recording the graph"}.items():
+        result = failed_with("train_mode_repeat", "bde" + letter, fragment)
+        assert "logits differ" not in result.message
     failed_with("train_mode_repeat", "bd", "Not all the right options are picked")
     failed_with("train_mode_repeat", 1, "answer with a letter")
     failed_with("train_mode_repeat", "f", "not an option")
@@ -591,7 +593,7 @@ def test_train_mode_repeat_predicts_what_torch_measures():
 def test_validation_choice_takes_a_letter_and_explains_each_wrong_one():
     for style in ("b", "B", " b "):
         assert grade("validation_choice", style).passed
-    for letter, fragment in {"a": "same distribution", "c": "big enough", "d": "not learned by gradient"}.items():
+    for letter, fragment in {"a": "drawn alike enough", "c": "big enough", "d": "not learned by gradient"}.items():
         failed_with("validation_choice", letter, fragment)
     failed_with("validation_choice", 1, "answer with a letter")
     failed_with("validation_choice", "e", "not an option")
@@ -600,15 +602,15 @@ def test_validation_choice_takes_a_letter_and_explains_each_wrong_one():
 # ---------- dropout_gap (concept, on the student's own runs) ----------
 
 def two_histories():
-    with_ = History(train_acc=[0.42, 0.81, 0.875], val_acc=[0.55, 0.86, 0.8905])
-    without = History(train_acc=[0.61, 0.93, 0.9875], val_acc=[0.72, 0.88, 0.8815])
+    with_ = Curves(train_acc=[0.42, 0.81, 0.875], val_acc=[0.55, 0.86, 0.8905])
+    without = Curves(train_acc=[0.61, 0.93, 0.9875], val_acc=[0.72, 0.88, 0.8815])
     return with_, without
 
 
 def study(gap_with=None, gap_without=None, histories=None):
     h_with, h_without = histories or two_histories()
     right = lambda h: 100 * (h.train_acc[-1] - h.val_acc[-1])
-    return {"history_with": h_with, "history_without": h_without,
+    return {"curves_with": h_with, "curves_without": h_without,
             "gap_with": right(h_with) if gap_with is None else gap_with,
             "gap_without": right(h_without) if gap_without is None else gap_without}
 
@@ -620,10 +622,11 @@ def test_dropout_gap_accepts_the_gaps_of_the_runs_given_in_several_forms():
                                   gap_without=torch.tensor(100.0 * (0.9875 - 0.8815), dtype=torch.float64).item())):
         result = grade("dropout_gap", answer)
         assert result.passed and f"{gaps}; both arms trained" in result.message, result.message
+    assert "scored in evaluation mode" in result.message
 
 
 def test_dropout_gap_says_when_an_arm_did_not_train():
-    at_chance = History(train_acc=[0.11, 0.12], val_acc=[0.1, 0.105])
+    at_chance = Curves(train_acc=[0.11, 0.12], val_acc=[0.1, 0.105])
     result = grade("dropout_gap", study(histories=(at_chance, two_histories()[1])))
     assert result.passed and "with dropout is near chance" in result.message and "compares nothing" in result.message
 
@@ -635,7 +638,8 @@ def test_dropout_gap_says_when_an_arm_did_not_train():
     (study(gap_with=100 * (0.9875 - 0.8815)), "the other arm's gap"),
     (study(gap_with=3.0), "gap_with is not the last epoch's train-validation gap of that run."),
     (study(gap_without="10.6"), "should be a number"),
-    ({**study(), "history_with": [0.5, 0.6]}, "should be the History that fit returned"),
+    ({**study(), "curves_with": [0.5, 0.6]}, "should be the Curves that train_scored returned"),
+    ({**study(), "curves_without": History(train_acc=[0.9875], val_acc=[0.8815])}, "is a History from fit"),
     ({"gap_with": 1.0, "gap_without": 2.0}, "should be a dict with the keys"),
 ])
 def test_dropout_gap_mistakes_get_their_message_without_the_value(answer, fragment):
