@@ -48,14 +48,20 @@ class Guard:
         return self.ok
 
 
-def trained(name: str, val_accuracy: float, train_loss: float, n_classes: int = 10) -> Guard:
-    """Did an arm train? Needs val_accuracy > CHANCE_FACTOR / C and train_loss < LOSS_FRACTION · ln C."""
+def trained(name: str, val_accuracy: float, train_loss: float, n_classes: int = 10,
+            min_accuracy: float | None = None) -> Guard:
+    """Did an arm train? Needs val_accuracy > CHANCE_FACTOR / C (or > `min_accuracy`, a comparison's own
+    higher bar) and train_loss < LOSS_FRACTION · ln C."""
     if n_classes < 2 or not 0 <= val_accuracy <= 1:
         raise ValueError(f"need n_classes >= 2 and an accuracy in [0, 1] (a fraction, not a percentage); "
                          f"got n_classes={n_classes}, val_accuracy={val_accuracy}.")
     min_acc, max_loss = CHANCE_FACTOR / n_classes, LOSS_FRACTION * math.log(n_classes)
     failed = []
-    if not val_accuracy > min_acc:
+    if min_accuracy is not None and min_accuracy > min_acc:
+        if not val_accuracy > min_accuracy:
+            failed.append(f"accuracy {100 * val_accuracy:.2f} %, not above the {100 * min_accuracy:.0f} % "
+                          "this comparison asks of a trained arm")
+    elif not val_accuracy > min_acc:
         failed.append(f"accuracy {100 * val_accuracy:.2f} %, not above {CHANCE_FACTOR:g} x chance "
                       f"= {100 * min_acc:.0f} %")
     if not train_loss < max_loss:
@@ -145,11 +151,11 @@ def correct(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (predict_logits(model, X.to(device)).argmax(1).cpu() == y.cpu())
 
 
-def guard(arm: Arm, n_classes: int = 10) -> Guard:
+def guard(arm: Arm, n_classes: int = 10, min_accuracy: float | None = None) -> Guard:
     """`trained` for every seed of `arm`: the first seed that did not train, or an ok Guard."""
     for i, (acc, loss) in enumerate(zip(arm.acc, arm.train_loss)):
         guard = trained(arm.name if len(arm.acc) == 1 else f"{arm.name} (seed {i + 1} of {len(arm.acc)})",
-                        acc, loss, n_classes)
+                        acc, loss, n_classes, min_accuracy)
         if not guard:
             return guard
     return Guard(arm.name, True)
@@ -160,18 +166,19 @@ def _p(p: float) -> str:
 
 
 def verdict(a: Arm, b: Arm, label: str = "", on: str = "validation", metric: str = "acc",
-            n_classes: int = 10) -> str:
+            n_classes: int = 10, min_accuracy: float | None = None) -> str:
     """The sentence for 'b minus a': the guard, then the difference with its uncertainty.
 
     `metric` is "acc" (accuracy on the shared `on` digits, in points) or "train_loss" (final training loss).
     Seeds (>= 2 per arm): mean difference ± Welch se, df, p and 95 % interval, resolved iff p < ALPHA.
     Otherwise, for accuracy, the paired test on the shared digits (needs both `correct`), resolved iff
     its p < ALPHA, beside the difference of the same two first seeds, (c - b) / n; without it a single-seed difference is "not resolvable".
+    `min_accuracy` raises the accuracy an arm needs to count as trained (see `trained`).
     """
     if metric not in ("acc", "train_loss"):
         raise ValueError(f"metric must be 'acc' or 'train_loss', not {metric!r}.")
     head = f"({label}) " if label else ""
-    for check in (guard(a, n_classes), guard(b, n_classes)):
+    for check in (guard(a, n_classes, min_accuracy), guard(b, n_classes, min_accuracy)):
         if not check:
             return head + check.reason + "."
     scale, unit, what = (100, " points", f"{on} accuracy") if metric == "acc" else (1, "", "training loss")
@@ -208,10 +215,10 @@ def verdict(a: Arm, b: Arm, label: str = "", on: str = "validation", metric: str
     return text + f"; one seed {single} and no paired test: not resolvable by this run."
 
 
-def direction(a: Arm, b: Arm, metric: str = "acc", n_classes: int = 10) -> int:
+def direction(a: Arm, b: Arm, metric: str = "acc", n_classes: int = 10, min_accuracy: float | None = None) -> int:
     """+1 if b's `metric` is resolved above a's (p < ALPHA, by the test `verdict` uses), -1 if resolved below,
     0 if not resolved or an arm did not train."""
-    if not (guard(a, n_classes) and guard(b, n_classes)):
+    if not (guard(a, n_classes, min_accuracy) and guard(b, n_classes, min_accuracy)):
         return 0
     va, vb = getattr(a, metric), getattr(b, metric)
     if len(va) >= 2 and len(vb) >= 2:

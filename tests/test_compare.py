@@ -35,6 +35,16 @@ def test_verdict_refuses_a_difference_with_an_untrained_arm():
     assert guard(upgrade) and not guard(one_bad_seed)
 
 
+def test_a_comparison_can_ask_more_of_a_trained_arm_than_twice_chance():
+    report = Arm("report", (0.702,), (0.95,))
+    upgrade = Arm("upgrade", (0.89,), (0.3,))
+    assert guard(report) and not guard(report, min_accuracy=0.8)
+    sentence = verdict(report, upgrade, "a", min_accuracy=0.8)
+    assert sentence == ("(a) report did not train under this budget (accuracy 70.20 %, not above the 80 % this "
+                        "comparison asks of a trained arm): no comparison.")
+    assert direction(report, upgrade, min_accuracy=0.8) == 0
+    assert "twice" not in sentence and not trained("x", 0.15, 0.5, min_accuracy=0.1)   # never below 2 x chance
+
 def exact_mcnemar(b: int, c: int) -> float:
     """2 · sum_{k <= min(b, c)} C(b + c, k) / 2^(b + c), at most 1: the formula, by hand."""
     m = b + c
