@@ -315,8 +315,9 @@ def _as_schedule(value, what: str) -> torch.Tensor:
 @question("warmup_schedule", NOTEBOOK, kind="implement", hints=(
         "Two parts: the rate a batch of batch_size should end at (the linear-scaling rule, relative to "
         "base_batch), and how the first warmup_steps steps get there from base_lr.",
-        "k = batch_size / base_batch, target kη. During the warm-up the rate moves by equal amounts per step "
-        "from η; the t-th step (t from 1) has done t / warmup_steps of the way, and from warmup_steps on it holds."),
+        "Look at the first and the last warm-up step of your schedule: where does it start, where does it stop "
+        "climbing, and is the end rate scaled by the ratio of the batch sizes? Compare with linear_warmup in "
+        "the lecture, which counts steps from 1."),
     reveal="lr_t = η + min(1, t / warmup_steps) · (kη − η) for t = 1, …, total_steps.")
 def check_warmup_schedule(warmup_schedule) -> str:
     cases = _warmup_cases()
@@ -483,8 +484,9 @@ def _smoothing_mistakes(losses: torch.Tensor, b: int, images: int) -> dict[str, 
 @question("smooth_per_image", NOTEBOOK, kind="debug", hints=(
         "Run the check on `reported_smoothing` and compare its first value with the first loss; then ask how "
         "many images the EMA averages over at batch 32 and at batch 512.",
-        "An EMA with factor β averages about 1 / (1 − β) steps, that is batch_size / (1 − β) images; and it "
-        "needs the bias correction of exercise `ema`."),
+        "Two things are wrong: the window is counted in steps where it should count images (how many images "
+        "does one step hold?), and the start of the curve is pulled towards zero (exercise `ema` met the same "
+        "problem)."),
     reveal="beta = 1 − batch_size / images, and s_t = m_t / (1 − β^t) (or call the `ema` you wrote).")
 def check_smooth_per_image(smooth_per_image) -> str:
     g, r = case_generator(7), case_random(35)

@@ -86,8 +86,8 @@ def _flat_features_diagnosis(got: Any, n: int, k: int, p: int, c: int) -> str:
 
 @question("flat_features", NOTEBOOK, hints=(
     "Follow the side length of the image through the three layers, then count the numbers in the last map.",
-    "A valid convolution shrinks the side by kernel_size - 1; a pool divides it and drops what is left over "
-    "(28 -> 26 -> 24 -> 12 for the report's network). Try flat_features(27, 3, 2, 1)."),
+    "Ask what a valid convolution does to the side (it has no padding) and what a pool does with a side that "
+    "it does not divide exactly. Work the report's network by hand, then try flat_features(27, 3, 2, 1)."),
     reveal="side = (image_size - 2 * (kernel_size - 1)) // pool_size; return channels * side * side (an int).", kind="implement")
 def check_flat_features(flat_features) -> str:
     cases = [(28, 3, 2, 16), (28, 5, 2, 16), (32, 3, 2, 8), (28, 3, 3, 4), (64, 7, 4, 10),
@@ -384,8 +384,8 @@ def _no_update_diagnosis(train_step, X: torch.Tensor, y: torch.Tensor) -> tuple[
 
 
 @question("train_step", NOTEBOOK, points=2, hints=(
-    "A step has four parts in a fixed order: clear the old gradients, compute the loss, backpropagate, update. "
-    "Which one does your message point to?",
+    "A training step has a few parts that must come in a fixed order. Which part does the check's message "
+    "point to, and is it there, in its place?",
     "The gradients of the previous step stay in .grad until they are cleared; the loss is the batch's mean "
     "cross-entropy; the check wants the number, a Python float, not the tensor."),
     reveal="optimizer.zero_grad(); loss = F.cross_entropy(model(X), y); loss.backward(); optimizer.step(); "
