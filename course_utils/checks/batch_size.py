@@ -246,8 +246,8 @@ ADADELTA_OPTIONS = {
          f"less than 16× ({ADADELTA_BOOST} measures the ratio on a one-epoch trace at a constant rate), so "
          "the boost alone "
          f"does not close the gap ({REPORT_RUN} prints whether batch 512 trails epoch by epoch). The rest of the "
-         "report's equal figures would be both runs converging over its 15 epochs of a shrinking StepLR rate; "
-         "the default run trains 6 of them and does not show that part (epochs = 15 runs them).",
+         "report's equal figures would need both runs to converge over its 15 epochs of a shrinking StepLR rate "
+         "(not shown by the default 6; epochs = 15 runs them).",
 }
 
 
