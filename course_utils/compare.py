@@ -161,7 +161,8 @@ def guard(arm: Arm, n_classes: int = 10, min_accuracy: float | None = None) -> G
     return Guard(arm.name, True)
 
 
-def _p(p: float) -> str:
+def p_text(p: float) -> str:
+    """A p-value as the course prints it: 'p = 0.013', or 'p < 0.0001' below that."""
     return f"p = {p:.2g}" if p >= 1e-4 else "p < 0.0001"
 
 
@@ -195,10 +196,10 @@ def verdict(a: Arm, b: Arm, label: str = "", on: str = "validation", metric: str
         word = "resolved" if w.p < ALPHA else "not resolved"
         text += (f"; over {len(va)} and {len(vb)} seeds {fmt(scale * w.d)} ± {scale * w.se:.{digits}f} "
                  f"(Welch se, {w.df:.1f} df), t = {w.t:.2f}, 95 % interval [{fmt(scale * w.low)}, "
-                 f"{fmt(scale * w.high)}]: {word} across seeds at the {100 * ALPHA:g} % level (Welch {_p(w.p)}).")
+                 f"{fmt(scale * w.high)}]: {word} across seeds at the {100 * ALPHA:g} % level (Welch {p_text(w.p)}).")
         if m:
             unconfirmed = m.p < ALPHA <= w.p
-            text += (f" The first seeds alone, {pairs}: exact McNemar {_p(m.p)}"
+            text += (f" The first seeds alone, {pairs}: exact McNemar {p_text(m.p)}"
                      + (", a difference between these two networks that retraining does not confirm." if unconfirmed
                         else "."))
         return text
@@ -206,7 +207,7 @@ def verdict(a: Arm, b: Arm, label: str = "", on: str = "validation", metric: str
     if m:
         word = "resolved for these two trained networks" if m.p < ALPHA else "not resolved"
         text = (f"{head}{b.name} minus {a.name}, first seeds {pairs}: {fmt(100 * (m.c - m.b) / m.n)} points, "
-                f"{word} (exact McNemar {_p(m.p)}); one seed {single}, so the spread from retraining is not measured")
+                f"{word} (exact McNemar {p_text(m.p)}); one seed {single}, so the spread from retraining is not measured")
         many = a if len(va) >= 2 else b if len(vb) >= 2 else None
         if many is not None:
             text += (f"; {many.name}'s mean over its {len(many.acc)} seeds is {100 * statistics.fmean(many.acc):.2f} %, "

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .alt_text import add_alt, number
-from .compare import Arm, correct, direction, guard, mcnemar, verdict
+from .compare import Arm, correct, direction, guard, mcnemar, p_text, verdict
 from .data import MNISTData
 from .device import get_device, seed_everything
 from .training import evaluate, train_epoch
@@ -141,7 +141,7 @@ def gap_verdict(runs: dict[str, tuple[nn.Module, Curves]], data: MNISTData) -> s
     lines.append("Validation, " + verdict(*arms, on="validation"))
     side = mcnemar(correct(model_a, data.X_train, data.y_train), correct(model_b, data.X_train, data.y_train))
     lines.append(f"Training side, paired on the same {side.n:,} training digits: {b} minus {a} "
-                 f"{100 * (side.c - side.b) / side.n:+.2f} points (exact McNemar p = {side.p:.2g})")
+                 f"{100 * (side.c - side.b) / side.n:+.2f} points (exact McNemar {p_text(side.p)})")
     change = f"{100 * (gap[b] - gap[a]):+.2f} points (no interval of its own: its two sides' McNemar p are above)"
     sign = direction(*arms)
     if sign > 0:
